@@ -1,0 +1,176 @@
+"""One checkpoint format for ``ddpg-train``, ``ddpg-eval`` and the ``ddpg_agent`` node.
+
+A checkpoint is a single ``torch.save`` file holding only tensors and plain Python types
+(dicts, lists, strings, numbers), so it is read with ``torch.load(weights_only=True)``,
+which refuses to unpickle arbitrary objects. It is written to a temporary file in the same
+directory, flushed to disk and renamed over the target, so a crash at any moment leaves
+either the previous file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddpg_ros.config import DDPGConfig
+from ddpg_ros.ddpg import DDPG
+
+FORMAT = 'ddpg_ros.checkpoint'
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, of another format, or for another robot."""
+
+
+@dataclass
+class PolicySpec:
+    """What a policy sees and commands: the contract between a checkpoint and a robot."""
+
+    task: str
+    """Task name (``inverted_pendulum``, ``pkg.mod:Class``) or ``gym:<EnvId>``."""
+    observation_names: list[str]
+    """Meaning of each observation entry, in order."""
+    action_names: list[str]
+    """Meaning of each action entry (actuator or joint), in command order."""
+    action_low: list[float]
+    action_high: list[float]
+    joint_names: list[str] = field(default_factory=list)
+    """Joints read from ``joint_states``, by name."""
+    env_id: str | None = None
+    """The Gymnasium environment this task mirrors, when there is one."""
+
+    @property
+    def obs_dim(self) -> int:
+        return len(self.observation_names)
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'PolicySpec':
+        return cls(**data)
+
+    def differences(self, robot: 'PolicySpec') -> list[str]:
+        """Human-readable list of what differs between this (checkpoint) and ``robot``."""
+        diffs = []
+        if self.task != robot.task:
+            diffs.append(f'task: checkpoint {self.task!r}, robot {robot.task!r}')
+        for name in ('observation_names', 'action_names', 'joint_names'):
+            ours, theirs = getattr(self, name), getattr(robot, name)
+            if list(ours) != list(theirs):
+                diffs.append(f'{name}: checkpoint {list(ours)}, robot {list(theirs)}')
+        for name in ('action_low', 'action_high'):
+            ours, theirs = getattr(self, name), getattr(robot, name)
+            if len(ours) != len(theirs) or not np.allclose(ours, theirs, rtol=0, atol=1e-6):
+                diffs.append(f'{name}: checkpoint {list(ours)}, robot {list(theirs)}')
+        return diffs
+
+    def check_matches(self, robot: 'PolicySpec', path: str | os.PathLike = '') -> None:
+        """Raise :class:`CheckpointError` listing every difference from ``robot``."""
+        diffs = self.differences(robot)
+        if diffs:
+            where = f' {path}' if path else ''
+            raise CheckpointError(f'checkpoint{where} does not match this robot: '
+                                  + '; '.join(diffs))
+
+
+@dataclass
+class Checkpoint:
+    """The decoded contents of a checkpoint file."""
+
+    config: DDPGConfig
+    spec: PolicySpec
+    agent_state: dict[str, Any]
+    counters: dict[str, int]
+    extra: dict[str, Any]
+
+    def build_agent(self, device: str | None = None, optimizers: bool = True) -> DDPG:
+        """A :class:`DDPG` with this checkpoint's networks (and optimizers) loaded."""
+        config = self.config
+        if device is not None:
+            config = dataclasses.replace(config, device=device)
+        agent = DDPG(self.spec.obs_dim, np.array(self.spec.action_low),
+                     np.array(self.spec.action_high), config)
+        agent.load_state_dict(self.agent_state, optimizers=optimizers)
+        return agent
+
+
+def save_checkpoint(path: str | os.PathLike, agent: DDPG, spec: PolicySpec,
+                    counters: dict[str, int] | None = None,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically and return its path.
+
+    :param counters: e.g. ``env_steps``, ``episodes`` (``updates`` is taken from the agent).
+    :param extra: plain-typed data (noise state, best return, ...); no arbitrary objects.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        'format': FORMAT,
+        'version': VERSION,
+        'config': agent.config.to_dict(),
+        'spec': spec.to_dict(),
+        'agent': agent.state_dict(),
+        'counters': {**(counters or {}), 'updates': agent.updates},
+        'extra': extra or {},
+    }
+    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
+                    ) -> Checkpoint:
+    """Read and validate a checkpoint without unpickling arbitrary objects.
+
+    :raises CheckpointError: missing file, unreadable or unsafe content, or another format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint {path} does not exist')
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f'checkpoint {path} cannot be loaded safely: {first_line}') from exc
+    if not isinstance(payload, dict) or payload.get('format') != FORMAT:
+        raise CheckpointError(f'{path} is not a ddpg_ros checkpoint')
+    if payload.get('version') != VERSION:
+        raise CheckpointError(f'checkpoint {path} has version {payload.get("version")}, '
+                              f'this ddpg_ros reads version {VERSION}')
+    try:
+        return Checkpoint(
+            config=DDPGConfig.from_dict(payload['config']),
+            spec=PolicySpec.from_dict(payload['spec']),
+            agent_state=payload['agent'],
+            counters={k: int(v) for k, v in payload['counters'].items()},
+            extra=payload.get('extra', {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f'checkpoint {path} is malformed: {exc}') from exc

@@ -1,0 +1,113 @@
+"""The DDPG hyper-parameters: one typed dataclass, the single source of defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+NOISE_TYPES = ('gaussian', 'ornstein_uhlenbeck', 'none')
+DEVICES = ('auto', 'cpu', 'cuda')
+
+
+@dataclass
+class DDPGConfig:
+    """Hyper-parameters of the learner, named as in the DDPG paper and Spinning Up."""
+
+    gamma: float = 0.99
+    """Discount factor of the Bellman target."""
+    tau: float = 0.005
+    """Soft (Polyak) update rate: ``target = tau * online + (1 - tau) * target``."""
+    batch_size: int = 256
+    """Transitions per gradient update."""
+    buffer_size: int = 1_000_000
+    """Capacity of the replay buffer, in transitions."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critic."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of both the actor and the critic."""
+    learning_starts: int = 10_000
+    """Environment steps of uniform random actions before the first update."""
+    updates_per_step: float = 1.0
+    """Gradient updates per environment step (the update-to-data ratio)."""
+    noise_type: str = 'gaussian'
+    """Exploration noise: 'gaussian', 'ornstein_uhlenbeck' or 'none'."""
+    noise_sigma: float = 0.1
+    """Noise scale, as a fraction of each action's half range."""
+    noise_theta: float = 0.15
+    """Mean-reversion rate of the Ornstein-Uhlenbeck noise."""
+    seed: int = 0
+    """Seed of the networks, the replay sampling and the noise."""
+    device: str = 'auto'
+    """'auto' (CUDA when present), 'cpu' or 'cuda'."""
+
+    def __post_init__(self) -> None:
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and its value."""
+        _check(0.0 <= self.gamma <= 1.0, 'gamma', self.gamma, 'must be in [0, 1]')
+        _check(0.0 < self.tau <= 1.0, 'tau', self.tau, 'must be in (0, 1]')
+        _check(self.batch_size >= 1, 'batch_size', self.batch_size, 'must be >= 1')
+        _check(self.buffer_size >= 1, 'buffer_size', self.buffer_size, 'must be >= 1')
+        _check(self.batch_size <= self.buffer_size, 'batch_size', self.batch_size,
+               f'must not exceed buffer_size ({self.buffer_size})')
+        for name in ('actor_lr', 'critic_lr'):
+            value = getattr(self, name)
+            _check(math.isfinite(value) and value > 0.0, name, value, 'must be > 0')
+        _check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
+               'hidden_sizes', self.hidden_sizes, 'must be one or more positive widths')
+        _check(self.learning_starts >= 0, 'learning_starts', self.learning_starts,
+               'must be >= 0')
+        _check(math.isfinite(self.updates_per_step) and self.updates_per_step >= 0.0,
+               'updates_per_step', self.updates_per_step, 'must be >= 0')
+        _check(self.noise_type in NOISE_TYPES, 'noise_type', self.noise_type,
+               f'must be one of {", ".join(NOISE_TYPES)}')
+        _check(math.isfinite(self.noise_sigma) and self.noise_sigma >= 0.0, 'noise_sigma',
+               self.noise_sigma, 'must be >= 0')
+        _check(math.isfinite(self.noise_theta) and self.noise_theta > 0.0, 'noise_theta',
+               self.noise_theta, 'must be > 0')
+        _check(self.device in DEVICES, 'device', self.device,
+               f'must be one of {", ".join(DEVICES)}')
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so a checkpoint can store it without pickling objects."""
+        data = dataclasses.asdict(self)
+        data['hidden_sizes'] = list(self.hidden_sizes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'DDPGConfig':
+        """Build from :meth:`to_dict` output; unknown keys are an error, not silence."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f'unknown DDPG setting(s): {", ".join(unknown)}')
+        return cls(**data)
+
+
+def _check(ok: bool, name: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ValueError(f'{name}={value!r} {rule}')
+
+
+def field_docs() -> dict[str, str]:
+    """The one-line description of every setting, read from the attribute docstrings."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(DDPGConfig))
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)):
+            docs[node.target.id] = str(following.value.value)  # type: ignore[union-attr]
+    return docs
+
+
+__all__ = ['DDPGConfig', 'NOISE_TYPES', 'DEVICES', 'field_docs']

@@ -1,0 +1,44 @@
+"""Learning curves as PNG files (matplotlib's file-only Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str = '') -> Path:
+    """Plot evaluation return (mean and one standard deviation) against environment steps.
+
+    :raises ValueError: when the CSV holds no evaluation yet.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline='') as f:
+        rows = [r for r in csv.DictReader(f) if r.get('eval_return_mean')]
+    if not rows:
+        raise ValueError(f'{csv_path} has no evaluation rows')
+    steps = [int(r['env_steps']) for r in rows]
+    mean = [float(r['eval_return_mean']) for r in rows]
+    std = [float(r['eval_return_std'] or 0.0) for r in rows]
+    train = [(int(r['env_steps']), float(r['train_return_mean']))
+             for r in rows if r.get('train_return_mean')]
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot(steps, mean, marker='o', color='tab:blue', label='evaluation (no noise)')
+    ax.fill_between(steps, [m - s for m, s in zip(mean, std)],
+                    [m + s for m, s in zip(mean, std)], color='tab:blue', alpha=0.2)
+    if train:
+        ax.plot(*zip(*train), color='tab:orange', alpha=0.8,
+                label='training episodes (last 10, with noise)')
+    ax.set_xlabel('environment steps')
+    ax.set_ylabel('episode return')
+    ax.set_title(title or Path(csv_path).parent.name)
+    ax.grid(alpha=0.3)
+    ax.legend(loc='best')
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

@@ -1,0 +1,302 @@
+"""``ddpg-train``: DDPG on any Gymnasium environment with a continuous action space, no ROS.
+
+Writes into ``--out``: ``checkpoint.pt`` (latest), ``best.pt`` (best evaluation),
+``progress.csv``, ``learning_curve.png`` and TensorBoard event files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddpg_ros.checkpoint import save_checkpoint
+from ddpg_ros.cli import add_config_arguments, config_from_args, run_cli
+from ddpg_ros.config import DDPGConfig
+from ddpg_ros.ddpg import DDPG
+from ddpg_ros.envs import make_env, spec_for_env
+from ddpg_ros.evaluation import evaluate
+from ddpg_ros.noise import make_noise
+from ddpg_ros.replay_buffer import ReplayBuffer
+
+CSV_FIELDS = ('env_steps', 'updates', 'episodes', 'time_s', 'steps_per_s', 'eval_return_mean',
+              'eval_return_std', 'train_return_mean', 'critic_loss', 'actor_loss', 'q_mean')
+
+
+@dataclass
+class RunConfig:
+    """Settings of a training run that are not DDPG hyper-parameters."""
+
+    env_id: str
+    """Gymnasium environment id, e.g. HalfCheetah-v5."""
+    out: Path
+    """Output directory."""
+    total_steps: int = 100_000
+    """Environment steps to train for."""
+    eval_every: int = 10_000
+    """Environment steps between noise-free evaluations (and checkpoints)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    progress: bool = True
+    """Show a progress bar (a log line per evaluation when not on a terminal)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files into the output directory."""
+
+    def __post_init__(self) -> None:
+        for name in ('total_steps', 'eval_every', 'eval_episodes'):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f'{name}={value} must be >= 1')
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    checkpoint: Path
+    env_steps: int
+    updates: int
+    wall_time_s: float
+    eval_steps: list[int]
+    eval_returns: list[float]
+
+
+class _Logger:
+    """progress.csv, TensorBoard and the terminal, from one record per evaluation."""
+
+    def __init__(self, out: Path, tensorboard: bool) -> None:
+        self.csv_file = open(out / 'progress.csv', 'w', newline='')
+        self.csv = csv.DictWriter(self.csv_file, fieldnames=CSV_FIELDS)
+        self.csv.writeheader()
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=str(out))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None and math.isfinite(value):
+            self.writer.add_scalar(tag, value, step)
+
+    def record(self, row: dict[str, float]) -> None:
+        self.csv.writerow({k: row.get(k, '') for k in CSV_FIELDS})
+        self.csv_file.flush()
+        step = int(row['env_steps'])
+        for key, value in row.items():
+            if key not in ('env_steps',) and value != '':
+                self.scalar(f'train/{key}' if not key.startswith('eval') else f'eval/{key}',
+                            float(value), step)
+
+    def close(self) -> None:
+        self.csv_file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(run: RunConfig, config: DDPGConfig) -> TrainResult:
+    """Train DDPG on ``run.env_id`` and write the outputs into ``run.out``."""
+    env = make_env(run.env_id)
+    eval_env = make_env(run.env_id)
+    run.out.mkdir(parents=True, exist_ok=True)
+    spec = spec_for_env(run.env_id, env)
+    if spec.obs_dim != env.observation_space.shape[0]:
+        raise ValueError(f'{run.env_id}: spec has {spec.obs_dim} observations, '
+                         f'env has {env.observation_space.shape[0]}')
+    low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+    agent = DDPG(spec.obs_dim, low, high, config)
+    buffer = ReplayBuffer(min(config.buffer_size, run.total_steps), spec.obs_dim, low.size,
+                          seed=config.seed, device=agent.device)
+    noise = make_noise(config.noise_type, config.noise_sigma, low, high,
+                       np.random.default_rng(config.seed), theta=config.noise_theta)
+    env.action_space.seed(config.seed)
+    logger = _Logger(run.out, run.tensorboard)
+    bar = _ProgressBar(run)
+
+    obs, _ = env.reset(seed=config.seed)
+    episode_return, episodes = 0.0, 0
+    recent_returns: deque[float] = deque(maxlen=10)
+    update_credit = 0.0
+    info = None
+    eval_steps: list[int] = []
+    eval_returns: list[float] = []
+    best = -math.inf
+    start = time.perf_counter()
+    step = 0
+
+    def checkpoint(path: Path) -> Path:
+        return save_checkpoint(path, agent, spec,
+                               counters={'env_steps': step, 'episodes': episodes},
+                               extra={'env_id': run.env_id, 'noise': noise.state_dict(),
+                                      'best_eval_return': best})
+
+    try:
+        for step in range(1, run.total_steps + 1):
+            if step <= config.learning_starts:
+                action = env.action_space.sample().astype(np.float64)
+            else:
+                action = np.clip(agent.act(obs) + noise(), low, high)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            # Store `terminated` only: a time-limit truncation is not an end of the MDP, so
+            # the learner must keep bootstrapping from its next state.
+            buffer.add(obs, action, float(reward), next_obs, terminated)
+            episode_return += float(reward)
+            obs = next_obs
+            if terminated or truncated:
+                recent_returns.append(episode_return)
+                logger.scalar('train/episode_return', episode_return, step)
+                episodes += 1
+                episode_return = 0.0
+                obs, _ = env.reset()
+                noise.reset()
+
+            if step > config.learning_starts and len(buffer) >= config.batch_size:
+                update_credit += config.updates_per_step
+                while update_credit >= 1.0:
+                    info = agent.update(buffer.sample(config.batch_size))
+                    update_credit -= 1.0
+
+            if step % run.eval_every == 0 or step == run.total_steps:
+                returns = evaluate(agent.act, eval_env, run.eval_episodes, seed=config.seed + 10_000)
+                elapsed = time.perf_counter() - start
+                mean = float(np.mean(returns))
+                eval_steps.append(step)
+                eval_returns.append(mean)
+                row = {
+                    'env_steps': step, 'updates': agent.updates, 'episodes': episodes,
+                    'time_s': round(elapsed, 3), 'steps_per_s': round(step / elapsed, 2),
+                    'eval_return_mean': mean, 'eval_return_std': float(np.std(returns)),
+                    'train_return_mean': float(np.mean(recent_returns)) if recent_returns else '',
+                }
+                if info is not None:
+                    row.update(critic_loss=float(info.critic_loss), actor_loss=float(info.actor_loss),
+                               q_mean=float(info.q_mean))
+                logger.record(row)
+                if mean > best:
+                    best = mean
+                    checkpoint(run.out / 'best.pt')
+                checkpoint(run.out / 'checkpoint.pt')
+                bar.evaluated(step, mean, float(np.std(returns)))
+            if step % 200 == 0:
+                bar.advance(step, agent.updates, recent_returns)
+    except KeyboardInterrupt:
+        bar.write(f'interrupted at step {step}: saving {run.out / "checkpoint.pt"}')
+        checkpoint(run.out / 'checkpoint.pt')
+        raise
+    finally:
+        bar.close()
+        logger.close()
+        env.close()
+        eval_env.close()
+        _plot(run.out)
+
+    return TrainResult(checkpoint=run.out / 'checkpoint.pt', env_steps=step,
+                       updates=agent.updates, wall_time_s=time.perf_counter() - start,
+                       eval_steps=eval_steps, eval_returns=eval_returns)
+
+
+def _plot(out: Path) -> None:
+    from ddpg_ros.plotting import plot_learning_curve
+
+    try:
+        plot_learning_curve(out / 'progress.csv', out / 'learning_curve.png')
+    except (OSError, ValueError) as exc:
+        print(f'ddpg-train: no learning curve plotted: {exc}', file=sys.stderr)
+
+
+class _ProgressBar:
+    """tqdm on a terminal; one plain line per evaluation otherwise (CI logs, files)."""
+
+    def __init__(self, run: RunConfig) -> None:
+        self.total = run.total_steps
+        self.start = time.perf_counter()
+        self.enabled = run.progress
+        self.tqdm = None
+        if self.enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.tqdm = tqdm(total=run.total_steps, unit='step', dynamic_ncols=True,
+                             desc=run.env_id)
+        self.last = 0
+
+    def advance(self, step: int, updates: int, recent: deque[float]) -> None:
+        if self.tqdm is None:
+            return
+        self.tqdm.update(step - self.last)
+        self.last = step
+        postfix = {'updates': updates}
+        if recent:
+            postfix['return'] = f'{np.mean(recent):.1f}'
+        self.tqdm.set_postfix(postfix, refresh=False)
+
+    def evaluated(self, step: int, mean: float, std: float) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.write(f'step {step}/{self.total}  eval return {mean:.1f} +- {std:.1f}  '
+                   f'{step / elapsed:.0f} steps/s')
+
+    def write(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.tqdm is not None:
+            self.tqdm.write(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tqdm is not None:
+            self.tqdm.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='ddpg-train', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--env', required=True, help='Gymnasium environment id')
+    parser.add_argument('--total-steps', type=int, default=RunConfig.total_steps,
+                        help='environment steps to train for')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='output directory (default runs/<env>-seed<seed>)')
+    parser.add_argument('--eval-every', type=int, default=RunConfig.eval_every,
+                        help='steps between noise-free evaluations and checkpoints')
+    parser.add_argument('--eval-episodes', type=int, default=RunConfig.eval_episodes,
+                        help='episodes per evaluation')
+    parser.add_argument('--torch-threads', type=int, default=0,
+                        help='CPU threads for torch (0 = torch default)')
+    parser.add_argument('--no-progress', action='store_true', help='print nothing while running')
+    parser.add_argument('--no-tensorboard', action='store_true', help='skip TensorBoard logs')
+    add_config_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        config = config_from_args(args)
+        if args.torch_threads < 0:
+            raise ValueError(f'torch-threads={args.torch_threads} must be >= 0')
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+        out = args.out or Path('runs') / f'{args.env}-seed{config.seed}'
+        result = train(RunConfig(env_id=args.env, out=out, total_steps=args.total_steps,
+                                 eval_every=args.eval_every, eval_episodes=args.eval_episodes,
+                                 progress=not args.no_progress,
+                                 tensorboard=not args.no_tensorboard), config)
+        final = result.eval_returns[-1] if result.eval_returns else float('nan')
+        print(f'checkpoint: {result.checkpoint}')
+        print(f'steps: {result.env_steps}  updates: {result.updates}  '
+              f'wall_time_s: {result.wall_time_s:.1f}')
+        print(f'final_eval_return: {final:.3f}')
+        return 0
+
+    return run_cli('ddpg-train', run)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
+
