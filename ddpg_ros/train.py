@@ -100,105 +100,132 @@ class _Logger:
             self.writer.close()
 
 
+class Trainer:
+    """Owns the environment, learner, replay buffer and noise of one training run.
+
+    :param run: run settings (env, budget, evaluation, outputs).
+    :param config: DDPG hyper-parameters.
+    """
+
+    def __init__(self, run: RunConfig, config: DDPGConfig) -> None:
+        self.run_config = run
+        self.config = config
+        self.env = make_env(run.env_id)
+        self.eval_env = make_env(run.env_id)
+        self.spec = spec_for_env(run.env_id, self.env)
+        if self.spec.obs_dim != self.env.observation_space.shape[0]:
+            raise ValueError(f'{run.env_id}: spec has {self.spec.obs_dim} observations, '
+                             f'env has {self.env.observation_space.shape[0]}')
+        space = self.env.action_space
+        self.low = space.low.astype(np.float64)
+        self.high = space.high.astype(np.float64)
+        self.agent = DDPG(self.spec.obs_dim, self.low, self.high, config)
+        self.buffer = ReplayBuffer(min(config.buffer_size, run.total_steps), self.spec.obs_dim,
+                                   self.low.size, seed=config.seed, device=self.agent.device)
+        self.noise = make_noise(config.noise_type, config.noise_sigma, self.low, self.high,
+                                np.random.default_rng(config.seed), theta=config.noise_theta)
+        space.seed(config.seed)
+        self.env_steps = 0
+        self.episodes = 0
+        self.best_eval_return = -math.inf
+        self.eval_steps: list[int] = []
+        self.eval_returns: list[float] = []
+
+    def save(self, path: Path) -> Path:
+        """Checkpoint the learner with the run's counters and noise state."""
+        return save_checkpoint(path, self.agent, self.spec,
+                               counters={'env_steps': self.env_steps, 'episodes': self.episodes},
+                               extra={'env_id': self.run_config.env_id,
+                                      'noise': self.noise.state_dict(),
+                                      'best_eval_return': self.best_eval_return})
+
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        """Uniform random actions until learning starts, then the actor plus noise."""
+        if self.env_steps < self.config.learning_starts:
+            return self.env.action_space.sample().astype(np.float64)
+        return np.clip(self.agent.act(obs) + self.noise(), self.low, self.high)
+
+    def run(self) -> TrainResult:
+        """Train for ``total_steps`` environment steps and write every output."""
+        run, config, env, buffer = self.run_config, self.config, self.env, self.buffer
+        run.out.mkdir(parents=True, exist_ok=True)
+        logger = _Logger(run.out, run.tensorboard)
+        bar = _ProgressBar(run)
+        obs, _ = env.reset(seed=config.seed)
+        episode_return = 0.0
+        recent_returns: deque[float] = deque(maxlen=10)
+        update_credit = 0.0
+        info = None
+        start = time.perf_counter()
+        try:
+            while self.env_steps < run.total_steps:
+                action = self.explore(obs)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                self.env_steps += 1
+                step = self.env_steps
+                # Store `terminated` only: a time-limit truncation is not an end of the MDP,
+                # so the learner must keep bootstrapping from its next state.
+                buffer.add(obs, action, float(reward), next_obs, terminated)
+                episode_return += float(reward)
+                obs = next_obs
+                if terminated or truncated:
+                    recent_returns.append(episode_return)
+                    logger.scalar('train/episode_return', episode_return, step)
+                    self.episodes += 1
+                    episode_return = 0.0
+                    obs, _ = env.reset()
+                    self.noise.reset()
+
+                if step > config.learning_starts and len(buffer) >= config.batch_size:
+                    update_credit += config.updates_per_step
+                    while update_credit >= 1.0:
+                        info = self.agent.update(buffer.sample(config.batch_size))
+                        update_credit -= 1.0
+
+                if step % run.eval_every == 0 or step == run.total_steps:
+                    returns = evaluate(self.agent.act, self.eval_env, run.eval_episodes,
+                                       seed=config.seed + 10_000)
+                    elapsed = time.perf_counter() - start
+                    mean, std = float(np.mean(returns)), float(np.std(returns))
+                    self.eval_steps.append(step)
+                    self.eval_returns.append(mean)
+                    row = {
+                        'env_steps': step, 'updates': self.agent.updates,
+                        'episodes': self.episodes, 'time_s': round(elapsed, 3),
+                        'steps_per_s': round(step / elapsed, 2),
+                        'eval_return_mean': mean, 'eval_return_std': std,
+                        'train_return_mean':
+                            float(np.mean(recent_returns)) if recent_returns else '',
+                    }
+                    if info is not None:
+                        row.update(critic_loss=float(info.critic_loss),
+                                   actor_loss=float(info.actor_loss), q_mean=float(info.q_mean))
+                    logger.record(row)
+                    if mean > self.best_eval_return:
+                        self.best_eval_return = mean
+                        self.save(run.out / 'best.pt')
+                    self.save(run.out / 'checkpoint.pt')
+                    bar.evaluated(step, mean, std)
+                if step % 200 == 0:
+                    bar.advance(step, self.agent.updates, recent_returns)
+        except KeyboardInterrupt:
+            bar.write(f'interrupted at step {self.env_steps}: saving {run.out / "checkpoint.pt"}')
+            self.save(run.out / 'checkpoint.pt')
+            raise
+        finally:
+            bar.close()
+            logger.close()
+            env.close()
+            self.eval_env.close()
+            _plot(run.out)
+        return TrainResult(checkpoint=run.out / 'checkpoint.pt', env_steps=self.env_steps,
+                           updates=self.agent.updates, wall_time_s=time.perf_counter() - start,
+                           eval_steps=self.eval_steps, eval_returns=self.eval_returns)
+
+
 def train(run: RunConfig, config: DDPGConfig) -> TrainResult:
     """Train DDPG on ``run.env_id`` and write the outputs into ``run.out``."""
-    env = make_env(run.env_id)
-    eval_env = make_env(run.env_id)
-    run.out.mkdir(parents=True, exist_ok=True)
-    spec = spec_for_env(run.env_id, env)
-    if spec.obs_dim != env.observation_space.shape[0]:
-        raise ValueError(f'{run.env_id}: spec has {spec.obs_dim} observations, '
-                         f'env has {env.observation_space.shape[0]}')
-    low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
-    agent = DDPG(spec.obs_dim, low, high, config)
-    buffer = ReplayBuffer(min(config.buffer_size, run.total_steps), spec.obs_dim, low.size,
-                          seed=config.seed, device=agent.device)
-    noise = make_noise(config.noise_type, config.noise_sigma, low, high,
-                       np.random.default_rng(config.seed), theta=config.noise_theta)
-    env.action_space.seed(config.seed)
-    logger = _Logger(run.out, run.tensorboard)
-    bar = _ProgressBar(run)
-
-    obs, _ = env.reset(seed=config.seed)
-    episode_return, episodes = 0.0, 0
-    recent_returns: deque[float] = deque(maxlen=10)
-    update_credit = 0.0
-    info = None
-    eval_steps: list[int] = []
-    eval_returns: list[float] = []
-    best = -math.inf
-    start = time.perf_counter()
-    step = 0
-
-    def checkpoint(path: Path) -> Path:
-        return save_checkpoint(path, agent, spec,
-                               counters={'env_steps': step, 'episodes': episodes},
-                               extra={'env_id': run.env_id, 'noise': noise.state_dict(),
-                                      'best_eval_return': best})
-
-    try:
-        for step in range(1, run.total_steps + 1):
-            if step <= config.learning_starts:
-                action = env.action_space.sample().astype(np.float64)
-            else:
-                action = np.clip(agent.act(obs) + noise(), low, high)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            # Store `terminated` only: a time-limit truncation is not an end of the MDP, so
-            # the learner must keep bootstrapping from its next state.
-            buffer.add(obs, action, float(reward), next_obs, terminated)
-            episode_return += float(reward)
-            obs = next_obs
-            if terminated or truncated:
-                recent_returns.append(episode_return)
-                logger.scalar('train/episode_return', episode_return, step)
-                episodes += 1
-                episode_return = 0.0
-                obs, _ = env.reset()
-                noise.reset()
-
-            if step > config.learning_starts and len(buffer) >= config.batch_size:
-                update_credit += config.updates_per_step
-                while update_credit >= 1.0:
-                    info = agent.update(buffer.sample(config.batch_size))
-                    update_credit -= 1.0
-
-            if step % run.eval_every == 0 or step == run.total_steps:
-                returns = evaluate(agent.act, eval_env, run.eval_episodes, seed=config.seed + 10_000)
-                elapsed = time.perf_counter() - start
-                mean = float(np.mean(returns))
-                eval_steps.append(step)
-                eval_returns.append(mean)
-                row = {
-                    'env_steps': step, 'updates': agent.updates, 'episodes': episodes,
-                    'time_s': round(elapsed, 3), 'steps_per_s': round(step / elapsed, 2),
-                    'eval_return_mean': mean, 'eval_return_std': float(np.std(returns)),
-                    'train_return_mean': float(np.mean(recent_returns)) if recent_returns else '',
-                }
-                if info is not None:
-                    row.update(critic_loss=float(info.critic_loss), actor_loss=float(info.actor_loss),
-                               q_mean=float(info.q_mean))
-                logger.record(row)
-                if mean > best:
-                    best = mean
-                    checkpoint(run.out / 'best.pt')
-                checkpoint(run.out / 'checkpoint.pt')
-                bar.evaluated(step, mean, float(np.std(returns)))
-            if step % 200 == 0:
-                bar.advance(step, agent.updates, recent_returns)
-    except KeyboardInterrupt:
-        bar.write(f'interrupted at step {step}: saving {run.out / "checkpoint.pt"}')
-        checkpoint(run.out / 'checkpoint.pt')
-        raise
-    finally:
-        bar.close()
-        logger.close()
-        env.close()
-        eval_env.close()
-        _plot(run.out)
-
-    return TrainResult(checkpoint=run.out / 'checkpoint.pt', env_steps=step,
-                       updates=agent.updates, wall_time_s=time.perf_counter() - start,
-                       eval_steps=eval_steps, eval_returns=eval_returns)
+    return Trainer(run, config).run()
 
 
 def _plot(out: Path) -> None:

@@ -1,0 +1,219 @@
+"""The MuJoCo physics that ``mujoco_sim`` wraps: commands in, joint arrays out, no ROS.
+
+Given a Gymnasium MuJoCo env id, the simulation builds that env and steps *its* model and
+data with its ``frame_skip`` and resets through *its* ``reset_model``, so dynamics, control
+period and reset distribution are Gymnasium's exactly. Given an MJCF file, it loads the
+model and resets to keyframe 0 (or ``qpos0`` without keyframes).
+
+The simulation knows physics only; rewards and observations belong to a task.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from typing import Any
+
+import mujoco
+import numpy as np
+
+
+def _one_line(exc: BaseException) -> str:
+    return '; '.join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _is_mjcf_path(model: str) -> bool:
+    # Gymnasium ids never end in .xml and are never existing files, so this cannot misroute one.
+    return model.lower().endswith('.xml') or os.path.isfile(model)
+
+
+def _load_mjcf(path: str) -> mujoco.MjModel:
+    if not os.path.isfile(path):
+        raise ValueError(f'MJCF file not found: {path}')
+    try:
+        return mujoco.MjModel.from_xml_path(path)
+    except ValueError as exc:
+        raise ValueError(f'cannot load MJCF file {path}: {_one_line(exc)}') from exc
+
+
+def _make_gymnasium_env(env_id: str, frame_skip: int | None) -> Any:
+    import gymnasium
+    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+
+    kwargs = {} if frame_skip is None else {'frame_skip': frame_skip}
+    try:
+        env = gymnasium.make(env_id, **kwargs).unwrapped
+    except (gymnasium.error.Error, ImportError, TypeError) as exc:
+        raise ValueError(f'unknown model {env_id!r}: not an MJCF file, and not a Gymnasium '
+                         f'env id that can be made ({_one_line(exc)})') from exc
+    if not isinstance(env, MujocoEnv):
+        env.close()
+        raise ValueError(f'model {env_id!r} is a Gymnasium env but not a MuJoCo one')
+    return env
+
+
+def _check_seed(seed: int | None) -> int | None:
+    if seed is None:
+        return None
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise ValueError(f'seed must be an int, got {seed!r}') from None
+    # Gymnasium rejects negative seeds; say so here rather than with its error type.
+    if seed < 0:
+        raise ValueError(f'seed must be >= 0, got {seed}')
+    return seed
+
+
+class Simulation:
+    """A MuJoCo model stepped one control period per command.
+
+    Not thread-safe: a node that steps and resets from different callbacks must serialise
+    the calls.
+
+    :param model: a Gymnasium MuJoCo env id (``'Hopper-v5'``) or a path to an MJCF file.
+    :param seed: seeds the reset distribution; ``Simulation(env_id, seed=s)`` starts in the
+        same state as ``gymnasium.make(env_id).reset(seed=s)``, and each :meth:`reset`
+        after it matches the env's next ``reset()``.
+    :param frame_skip: physics steps per control period; default the env's own, or 1 for an
+        MJCF file. Changing it for an env id changes the control period.
+    :raises ValueError: unknown env id, missing or invalid MJCF file, bad seed or frame_skip.
+    """
+
+    def __init__(
+        self, model: str, seed: int | None = None, frame_skip: int | None = None
+    ) -> None:
+        if frame_skip is not None and (isinstance(frame_skip, bool)
+                                       or not isinstance(frame_skip, int) or frame_skip < 1):
+            raise ValueError(f'frame_skip must be a positive int, got {frame_skip!r}')
+        seed = _check_seed(seed)
+        if not isinstance(model, str) or not model:
+            raise ValueError(f'model must be a Gymnasium env id or an MJCF path, got {model!r}')
+        self._env: Any = None
+        self._renderer: Any = None
+        if _is_mjcf_path(model):
+            self.model = _load_mjcf(model)
+            self.data = mujoco.MjData(self.model)
+            self.frame_skip = 1 if frame_skip is None else frame_skip
+            self.env_id: str | None = None
+        else:
+            self._env = _make_gymnasium_env(model, frame_skip)
+            self.model = self._env.model
+            self.data = self._env.data
+            self.frame_skip = int(self._env.frame_skip)
+            self.env_id = model
+
+        m = self.model
+        one_dof = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+        joints = [j for j in range(m.njnt) if int(m.jnt_type[j]) in one_dof]
+        self.joint_names: tuple[str, ...] = tuple(
+            mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j) or f'joint_{j}' for j in joints)
+        self._qpos_index = np.array([m.jnt_qposadr[j] for j in joints], dtype=np.intp)
+        self._dof_index = np.array([m.jnt_dofadr[j] for j in joints], dtype=np.intp)
+        self.actuator_names: tuple[str, ...] = self._name_actuators()
+
+        limited = m.actuator_ctrllimited.astype(bool)
+        self.control_low = np.where(limited, m.actuator_ctrlrange[:, 0], -np.inf)
+        self.control_high = np.where(limited, m.actuator_ctrlrange[:, 1], np.inf)
+        # MuJoCo clamps ctrl to ctrlrange inside mj_step unless the model disables it, and
+        # Gymnasium relies on that (it passes actions through unclipped). Clipping here,
+        # with the same rule, gives Gymnasium's physics and leaves data.ctrl showing what
+        # was applied.
+        self._clamp = not (m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL))
+        self.control_dt: float = m.opt.timestep * self.frame_skip
+        self.reset(seed)
+
+    def _name_actuators(self) -> tuple[str, ...]:
+        m = self.model
+        names: list[str] = []
+        for a in range(m.nu):
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, a)
+            # Unnamed motors (Hopper's) take their joint's name, the name a ros2_control
+            # effort controller would use for them.
+            if not name and int(m.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT):
+                name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, m.actuator_trnid[a, 0])
+            if not name or name in names:
+                name = f'actuator_{a}'
+            names.append(name)
+        return tuple(names)
+
+    @property
+    def time(self) -> float:
+        """Simulated time in seconds since the last reset."""
+        return float(self.data.time)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode from the reset distribution.
+
+        :param seed: reseeds the distribution first, as Gymnasium's ``reset(seed=...)``
+            does; ``None`` continues the current random stream. MJCF models reset
+            deterministically, so for them the seed changes nothing.
+        """
+        seed = _check_seed(seed)
+        if self._env is not None:
+            # The env's own reset: it seeds np_random exactly as reset(seed=...) does, then
+            # runs mj_resetData and its reset_model on the very MjData we step.
+            self._env.reset(seed=seed)
+        elif self.model.nkey > 0:
+            mujoco.mj_resetDataKeyframe(self.model, self.data, 0)
+            mujoco.mj_forward(self.model, self.data)
+        else:
+            mujoco.mj_resetData(self.model, self.data)
+            mujoco.mj_forward(self.model, self.data)
+
+    def step(self, command: np.ndarray) -> None:
+        """Apply one command per actuator and advance one control period.
+
+        :param command: shape ``(len(actuator_names),)``, in actuator order; values outside
+            ``[control_low, control_high]`` are clipped, as MuJoCo does for Gymnasium.
+        :raises ValueError: wrong length or a non-finite value; the state is left unchanged.
+        """
+        command = np.asarray(command, dtype=np.float64)
+        if command.shape != (self.model.nu,):
+            raise ValueError(f'command has shape {command.shape}, expected ({self.model.nu},): '
+                             f'one value per actuator {list(self.actuator_names)}')
+        if not np.isfinite(command).all():
+            raise ValueError(f'command must be finite, got {command.tolist()}')
+        if self._clamp:
+            command = np.clip(command, self.control_low, self.control_high)
+        self.data.ctrl[:] = command
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        # Gymnasium calls this after every step so that cacc, cfrc_int and cfrc_ext are
+        # current; do the same so that any data read afterwards matches.
+        mujoco.mj_rnePostConstraint(self.model, self.data)
+
+    def joint_positions(self) -> np.ndarray:
+        """Positions of ``joint_names`` (rad or m), a new float64 array."""
+        return self.data.qpos[self._qpos_index]
+
+    def joint_velocities(self) -> np.ndarray:
+        """Velocities of ``joint_names`` (rad/s or m/s), a new float64 array."""
+        return self.data.qvel[self._dof_index]
+
+    def joint_efforts(self) -> np.ndarray:
+        """Actuator forces at ``joint_names`` (``qfrc_actuator``), a new float64 array."""
+        return self.data.qfrc_actuator[self._dof_index]
+
+    def render(self, width: int = 480, height: int = 480, camera: int | str = -1) -> np.ndarray:
+        """An RGB image of the current state; needs an OpenGL backend (e.g. ``MUJOCO_GL=egl``).
+
+        :param width: image width in pixels (at most the model's offscreen width).
+        :param height: image height in pixels (at most the model's offscreen height).
+        :param camera: camera id or name; -1 is the free camera.
+        :return: uint8 array of shape ``(height, width, 3)``.
+        """
+        if self._renderer is None or (self._renderer.width, self._renderer.height) != (
+                width, height):
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = mujoco.Renderer(self.model, height=height, width=width)
+        self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render()
+
+    def close(self) -> None:
+        """Release the renderer and the Gymnasium env, if any."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self._env is not None:
+            self._env.close()

@@ -1,0 +1,24 @@
+"""Tasks: robot state in; observation, reward, termination and action bounds out.
+
+Nothing here imports ROS or a physics engine; see :mod:`ddpg_ros.tasks.examples` for how to
+write your own task.
+"""
+
+from ddpg_ros.tasks.base import RobotState, Task, validate_task
+from ddpg_ros.tasks.half_cheetah import HalfCheetah
+from ddpg_ros.tasks.hopper import Hopper
+from ddpg_ros.tasks.inverted_pendulum import InvertedPendulum
+from ddpg_ros.tasks.registry import BUILTIN_TASKS, available_tasks, make_task, task_for_env_id
+
+__all__ = [
+    'BUILTIN_TASKS',
+    'HalfCheetah',
+    'Hopper',
+    'InvertedPendulum',
+    'RobotState',
+    'Task',
+    'available_tasks',
+    'make_task',
+    'task_for_env_id',
+    'validate_task',
+]

@@ -1,0 +1,214 @@
+"""Tasks: built-in ones reproduce Gymnasium's v5 envs exactly; users' tasks load by path."""
+
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from ddpg_ros.sim import Simulation
+from ddpg_ros.tasks import (Hopper, RobotState, Task, available_tasks, make_task,
+                            task_for_env_id, validate_task)
+from ddpg_ros.tasks.examples import MODEL_PATH, ReachTarget
+
+BUILTINS = [('inverted_pendulum', 'InvertedPendulum-v5'),
+            ('half_cheetah', 'HalfCheetah-v5'),
+            ('hopper', 'Hopper-v5')]
+
+
+def read_state(sim: Simulation, task: Task) -> RobotState:
+    """What a joint_states message from the simulation gives the agent."""
+    return RobotState.from_joints(task.joint_names, sim.joint_names, sim.joint_positions(),
+                                  sim.joint_velocities(), sim.joint_efforts(), sim.time)
+
+
+def sinusoid(step: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """A deterministic controller that sweeps each actuator, a little past its bounds."""
+    phase = np.arange(len(low))
+    wave = np.sin(0.3 * step + phase) * np.cos(0.07 * step * (phase + 1))
+    # float32, as an actor's output would be: the control cost must match in that dtype too.
+    return (0.5 * (low + high) + 0.55 * (high - low) * wave).astype(np.float32)
+
+
+def assert_matches_gymnasium(task: Task, env_id: str, seed: int, steps: int,
+                             expect_terminations: bool, **env_kwargs) -> None:
+    env = gym.make(env_id, **env_kwargs)
+    sim = Simulation(env_id, seed=seed)
+    gym_obs, _ = env.reset(seed=seed)
+    state = read_state(sim, task)
+    np.testing.assert_array_equal(task.observation(state), gym_obs)
+    terminations = 0
+    for step in range(steps):
+        action = sinusoid(step, task.action_low, task.action_high)
+        gym_obs, gym_reward, gym_terminated, _, _ = env.step(action)
+        sim.step(action)
+        previous, state = state, read_state(sim, task)
+        observation = task.observation(state)
+        assert observation.dtype == np.float64 and observation.shape == (task.obs_dim,)
+        # Same floats through the same operations: equal bit for bit, not just within 1e-9.
+        np.testing.assert_array_equal(observation, gym_obs)
+        assert task.reward(previous, action, state) == gym_reward, f'step {step}'
+        assert task.terminated(state) == gym_terminated, f'step {step}'
+        if gym_terminated:
+            terminations += 1
+            # The next reset draws from the same stream in both, so states stay identical.
+            gym_obs, _ = env.reset()
+            sim.reset()
+            state = read_state(sim, task)
+            np.testing.assert_array_equal(task.observation(state), gym_obs)
+    env.close()
+    sim.close()
+    # Episodes that end show that the reset streams stay in step too.
+    assert (terminations > 0) == expect_terminations
+
+
+@pytest.mark.parametrize(('name', 'env_id'), BUILTINS)
+def test_builtin_task_matches_gymnasium_step_by_step(name: str, env_id: str) -> None:
+    assert_matches_gymnasium(make_task(name), env_id, seed=7, steps=300,
+                             expect_terminations=name != 'half_cheetah')
+
+
+def test_hopper_keyword_arguments_match_gymnasium_kwargs() -> None:
+    kwargs = {'ctrl_cost_weight': 0.05, 'healthy_reward': 0.5,
+              'terminate_when_unhealthy': False, 'healthy_angle_range': (-0.5, 0.5)}
+    assert_matches_gymnasium(Hopper(**kwargs), 'Hopper-v5', seed=3, steps=150,
+                             expect_terminations=False, **kwargs)
+
+
+@pytest.mark.parametrize(('name', 'env_id'), BUILTINS)
+def test_builtin_task_spec_matches_gymnasium(name: str, env_id: str) -> None:
+    task = make_task(name)
+    env = gym.make(env_id)
+    sim = Simulation(env_id, seed=0)
+    assert task.name == name and task.env_id == env_id
+    assert task_for_env_id(env_id) == name
+    assert task.obs_dim == env.observation_space.shape[0] == len(task.observation_names)
+    assert task.action_dim == env.action_space.shape[0]
+    assert task.action_low.dtype == np.float64 and task.action_high.dtype == np.float64
+    np.testing.assert_array_equal(task.action_low, env.action_space.low)
+    np.testing.assert_array_equal(task.action_high, env.action_space.high)
+    assert task.control_dt == env.unwrapped.dt == sim.control_dt
+    assert task.max_episode_steps == env.spec.max_episode_steps
+    assert task.joint_names == sim.joint_names
+    assert task.action_names == sim.actuator_names
+    env.close()
+    sim.close()
+
+
+def test_task_for_env_id_is_none_for_other_envs() -> None:
+    assert task_for_env_id('HalfCheetah-v4') is None
+    assert task_for_env_id('Pendulum-v1') is None
+
+
+def test_make_task_unknown_name_lists_the_choices() -> None:
+    with pytest.raises(ValueError, match="unknown task 'walker'") as info:
+        make_task('walker')
+    for name in available_tasks():
+        assert name in str(info.value)
+    assert 'package.module:ClassName' in str(info.value)
+
+
+@pytest.mark.parametrize(('spec', 'reason'), [
+    ('no_such_package.tasks:Mine', "cannot import 'no_such_package.tasks'"),
+    ('ddpg_ros.tasks.examples:Nope', "has no 'Nope'"),
+    ('collections:OrderedDict', 'not a subclass of ddpg_ros.tasks.Task'),
+    ('ddpg_ros.tasks.examples:MODEL_PATH', 'not a subclass'),
+    (':ReachTarget', 'package.module:ClassName'),
+    ('ddpg_ros.tasks.examples:', 'package.module:ClassName'),
+    ('a:b:c', 'package.module:ClassName'),
+])
+def test_make_task_bad_import_path_says_why(spec: str, reason: str) -> None:
+    with pytest.raises(ValueError, match='task') as info:
+        make_task(spec)
+    assert reason in str(info.value)
+    assert spec in str(info.value)
+
+
+def test_make_task_loads_the_user_example() -> None:
+    task = make_task('ddpg_ros.tasks.examples:ReachTarget')
+    assert isinstance(task, ReachTarget)
+    assert task.obs_dim == 6 and task.action_dim == 2
+
+
+USER_MODULE = '''
+import numpy as np
+from ddpg_ros.tasks import Task
+
+
+class NoBounds(Task):
+    name = 'no_bounds'
+    joint_names = ('j',)
+    observation_names = ('j.position',)
+    action_names = ('j',)
+    control_dt = 0.01
+    max_episode_steps = 10
+    action_low = np.array([-np.inf])
+    action_high = np.array([np.inf])
+
+    def observation(self, state):
+        return state.position
+
+    def reward(self, previous, action, state):
+        return 0.0
+
+
+class NeedsArguments(NoBounds):
+    def __init__(self, gain):
+        self.gain = gain
+'''
+
+
+def test_make_task_rejects_a_broken_user_task(tmp_path, monkeypatch) -> None:
+    (tmp_path / 'my_robot_tasks.py').write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match='action_low must be finite'):
+        make_task('my_robot_tasks:NoBounds')
+    with pytest.raises(ValueError, match=r'NeedsArguments\(\) failed: TypeError'):
+        make_task('my_robot_tasks:NeedsArguments')
+    sys.modules.pop('my_robot_tasks', None)
+
+
+def test_reach_target_example_runs_on_its_model() -> None:
+    task = make_task('ddpg_ros.tasks.examples:ReachTarget')
+    sim = Simulation(MODEL_PATH, seed=0)
+    assert task.joint_names == sim.joint_names and task.action_names == sim.actuator_names
+    assert task.control_dt == sim.control_dt
+    state = read_state(sim, task)
+    first_error = np.abs(task.observation(state)[4:]).max()
+    rewards = []
+    for _ in range(task.max_episode_steps):
+        # A PD controller stands in for a trained policy: the task must reward reaching.
+        action = np.clip(5.0 * (task.target - state.position) - 1.0 * state.velocity,
+                         task.action_low, task.action_high)
+        sim.step(action)
+        previous, state = state, read_state(sim, task)
+        rewards.append(task.reward(previous, action, state))
+        assert not task.terminated(state)
+    assert np.abs(task.observation(state)[4:]).max() < 0.05 < first_error
+    assert rewards[-1] > rewards[0]
+
+
+def test_robot_state_converts_and_validates() -> None:
+    state = RobotState([1, 2], [0, 0], [0.5, 0.5], stamp=3)
+    assert state.position.dtype == np.float64 and isinstance(state.stamp, float)
+    with pytest.raises(ValueError, match='same length'):
+        RobotState(np.zeros(2), np.zeros(3), np.zeros(2), 0.0)
+    with pytest.raises(ValueError, match='1-D'):
+        RobotState(np.zeros((2, 2)), np.zeros(2), np.zeros(2), 0.0)
+
+
+def test_robot_state_from_joints_reorders_by_name() -> None:
+    state = RobotState.from_joints(('hinge', 'slider'), ['slider', 'extra', 'hinge'],
+                                   [1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0], 1.5)
+    np.testing.assert_array_equal(state.position, [3.0, 1.0])
+    np.testing.assert_array_equal(state.velocity, [6.0, 4.0])
+    np.testing.assert_array_equal(state.effort, [9.0, 7.0])
+    with pytest.raises(ValueError, match=r"lacks joints \['hinge'\]"):
+        RobotState.from_joints(('hinge',), ['slider'], [1.0], [1.0], [1.0], 0.0)
+    with pytest.raises(ValueError, match='2 names but 1 velocity'):
+        RobotState.from_joints(('a',), ['a', 'b'], [1.0, 2.0], [1.0], [1.0, 2.0], 0.0)
+
+
+def test_builtin_tasks_validate() -> None:
+    for name in available_tasks():
+        validate_task(make_task(name))
