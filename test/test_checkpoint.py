@@ -1,0 +1,145 @@
+"""Checkpoints: round trip, safe loading, atomic writes, spec matching."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from ddpg_ros.checkpoint import (CheckpointError, PolicySpec, load_checkpoint,
+                                 save_checkpoint)
+from ddpg_ros.config import DDPGConfig
+from ddpg_ros.ddpg import DDPG
+from ddpg_ros.replay_buffer import ReplayBuffer
+
+SPEC = PolicySpec(task='inverted_pendulum', observation_names=['a', 'b', 'c'],
+                  action_names=['slide', 'push'], action_low=[-3.0, -1.0],
+                  action_high=[3.0, 1.0], joint_names=['slider', 'hinge'],
+                  env_id='InvertedPendulum-v5')
+
+
+def _trained_agent(seed: int = 0) -> tuple[DDPG, ReplayBuffer]:
+    config = DDPGConfig(hidden_sizes=(16, 16), batch_size=8, buffer_size=64, seed=seed,
+                        device='cpu', actor_lr=1e-2, critic_lr=1e-2)
+    agent = DDPG(3, np.array(SPEC.action_low), np.array(SPEC.action_high), config)
+    buffer = ReplayBuffer(64, 3, 2, seed=seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(64):
+        buffer.add(rng.normal(size=3), rng.uniform(-1, 1, 2), rng.normal(), rng.normal(size=3),
+                   bool(rng.random() < 0.1))
+    for _ in range(5):
+        agent.update(buffer.sample(8))
+    return agent, buffer
+
+
+def test_round_trip_gives_the_same_next_update(tmp_path) -> None:
+    agent, buffer = _trained_agent()
+    path = save_checkpoint(tmp_path / 'ckpt.pt', agent, SPEC, counters={'env_steps': 99})
+    restored = load_checkpoint(path).build_agent()
+    assert restored.updates == agent.updates == 5
+    batch = buffer.sample(8)
+    a = agent.update(batch)
+    b = restored.update(batch)
+    # Same Adam moments and step counts, so the next update is bit-for-bit the same.
+    assert a.critic_loss.item() == b.critic_loss.item()
+    for m1, m2 in ((agent.actor, restored.actor), (agent.critic_target, restored.critic_target)):
+        for p1, p2 in zip(m1.parameters(), m2.parameters()):
+            assert torch.equal(p1, p2)
+
+
+def test_contents(tmp_path) -> None:
+    agent, _ = _trained_agent()
+    path = save_checkpoint(tmp_path / 'ckpt.pt', agent, SPEC, counters={'env_steps': 99},
+                           extra={'note': 'x'})
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.counters == {'env_steps': 99, 'updates': 5}
+    assert checkpoint.spec == SPEC
+    assert checkpoint.config == agent.config
+    assert checkpoint.extra == {'note': 'x'}
+    assert not [p for p in os.listdir(tmp_path) if p != 'ckpt.pt']  # no temporary left
+
+
+def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path) -> None:
+    marker = tmp_path / 'pwned'
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}',))
+
+    path = tmp_path / 'evil.pt'
+    torch.save({'format': 'ddpg_ros.checkpoint', 'payload': Exploit()}, path)
+    with pytest.raises(CheckpointError, match='cannot be loaded safely'):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_bad_files_give_clear_errors(tmp_path) -> None:
+    with pytest.raises(CheckpointError, match='does not exist'):
+        load_checkpoint(tmp_path / 'missing.pt')
+    (tmp_path / 'junk.pt').write_bytes(b'not a checkpoint at all')
+    with pytest.raises(CheckpointError, match='cannot be loaded'):
+        load_checkpoint(tmp_path / 'junk.pt')
+    torch.save({'weights': torch.zeros(2)}, tmp_path / 'other.pt')
+    with pytest.raises(CheckpointError, match='not a ddpg_ros checkpoint'):
+        load_checkpoint(tmp_path / 'other.pt')
+
+
+def test_spec_mismatch_names_every_difference() -> None:
+    robot = PolicySpec(task='half_cheetah', observation_names=['a', 'b', 'c'],
+                       action_names=['slide', 'push'], action_low=[-3.0, -2.0],
+                       action_high=[3.0, 1.0], joint_names=['hinge', 'slider'])
+    with pytest.raises(CheckpointError) as info:
+        SPEC.check_matches(robot, 'ckpt.pt')
+    message = str(info.value)
+    assert "task: checkpoint 'inverted_pendulum', robot 'half_cheetah'" in message
+    assert 'joint_names' in message and 'action_low' in message
+    assert 'observation_names' not in message and 'action_high' not in message
+    SPEC.check_matches(SPEC)
+
+
+WRITER = textwrap.dedent('''
+    import sys
+    import numpy as np
+    from ddpg_ros.checkpoint import PolicySpec, save_checkpoint
+    from ddpg_ros.config import DDPGConfig
+    from ddpg_ros.ddpg import DDPG
+    spec = PolicySpec(task='t', observation_names=['o'] * 17, action_names=['a'] * 6,
+                      action_low=[-1.0] * 6, action_high=[1.0] * 6)
+    agent = DDPG(17, -np.ones(6), np.ones(6), DDPGConfig(device='cpu'))
+    step = 0
+    while True:
+        step += 1
+        save_checkpoint(sys.argv[1], agent, spec, counters={'env_steps': step})
+        if step == 1:
+            print('saved', flush=True)
+''')
+
+
+def test_kill_9_during_saves_never_leaves_an_unreadable_checkpoint(tmp_path) -> None:
+    """SIGKILL a process that saves in a loop, at random moments; the file always loads."""
+    path = tmp_path / 'checkpoint.pt'
+    rng = random.Random(0)
+    trials, failures, steps_seen = 12, 0, set()
+    for _ in range(trials):
+        proc = subprocess.Popen([sys.executable, '-c', WRITER, str(path)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == 'saved'
+        # Each save of these 256x256 networks takes a few milliseconds: kill mid-stream.
+        try:
+            proc.wait(timeout=rng.uniform(0.05, 0.4))
+        except subprocess.TimeoutExpired:
+            pass
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        try:
+            steps_seen.add(load_checkpoint(path).counters['env_steps'])
+        except CheckpointError:
+            failures += 1
+    assert failures == 0
+    assert len(steps_seen) > 1  # the kills really landed at different points

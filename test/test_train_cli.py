@@ -1,0 +1,132 @@
+"""``ddpg-train`` and ``ddpg-eval`` as users run them: learning, outputs, errors."""
+
+import csv
+import ctypes.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpg_ros.checkpoint import load_checkpoint
+
+# The stated learning promise: InvertedPendulum-v5, seed 0, reaches the maximum noise-free
+# return of 1000 within 15,000 environment steps (about a minute on a 2-core CPU).
+PENDULUM_STEPS = 15_000
+PENDULUM_RETURN = 1000.0
+
+
+def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', module, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _train(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return _cli('ddpg_ros.train', '--out', str(out), '--no-progress', *args, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def pendulum_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp('pendulum')
+    result = _train(out, '--env', 'InvertedPendulum-v5', '--seed', '0',
+                    '--total-steps', str(PENDULUM_STEPS), '--learning-starts', '1000',
+                    '--actor-lr', '1e-3', '--critic-lr', '1e-3', '--eval-every', '2500',
+                    '--eval-episodes', '5', '--torch-threads', '2')
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_learns_inverted_pendulum(pendulum_run: Path) -> None:
+    with open(pendulum_run / 'progress.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r['env_steps']) for r in rows] == list(range(2500, PENDULUM_STEPS + 1, 2500))
+    returns = [float(r['eval_return_mean']) for r in rows]
+    assert returns[-1] >= PENDULUM_RETURN, returns
+    assert returns[0] < 200, 'an untrained policy should not already balance'
+
+
+def test_writes_every_output(pendulum_run: Path) -> None:
+    names = {p.name for p in pendulum_run.iterdir()}
+    assert {'checkpoint.pt', 'best.pt', 'progress.csv', 'learning_curve.png'} <= names
+    assert any(n.startswith('events.out.tfevents') for n in names)
+    assert (pendulum_run / 'learning_curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    checkpoint = load_checkpoint(pendulum_run / 'checkpoint.pt')
+    assert checkpoint.counters['env_steps'] == PENDULUM_STEPS
+    assert checkpoint.counters['updates'] == PENDULUM_STEPS - 1000
+    assert checkpoint.spec.task == 'inverted_pendulum'
+    assert checkpoint.spec.env_id == 'InvertedPendulum-v5'
+
+
+def test_eval_reports_the_return_on_its_last_line(pendulum_run: Path) -> None:
+    result = _cli('ddpg_ros.evaluate', '--checkpoint', str(pendulum_run / 'checkpoint.pt'),
+                  '--env', 'InvertedPendulum-v5', '--episodes', '3', '--seed', '7')
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith('mean_return: ')
+    assert float(last.split(': ')[1]) == pytest.approx(PENDULUM_RETURN)
+
+
+@pytest.mark.skipif(ctypes.util.find_library('OSMesa') is None,
+                    reason='needs libosmesa6 (the setup script installs it)')
+def test_eval_renders_a_gif_offscreen(pendulum_run: Path, tmp_path: Path) -> None:
+    video = tmp_path / 'rollout.gif'
+    env = {k: v for k, v in os.environ.items() if k not in ('MUJOCO_GL', 'DISPLAY')}
+    result = subprocess.run(
+        [sys.executable, '-m', 'ddpg_ros.evaluate', '--checkpoint',
+         str(pendulum_run / 'checkpoint.pt'), '--episodes', '1', '--video', str(video),
+         '--width', '64', '--height', '48'],
+        capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    import imageio.v3 as iio
+    frames = iio.imread(video, index=None)
+    assert frames.shape[0] > 100 and frames.shape[1:3] == (48, 64)
+    assert frames.std() > 0, 'frames are blank'
+
+
+def test_same_seed_same_run(tmp_path: Path) -> None:
+    args = ('--env', 'Pendulum-v1', '--total-steps', '600', '--learning-starts', '300',
+            '--batch-size', '32', '--hidden-sizes', '32', '32', '--eval-every', '600',
+            '--eval-episodes', '1', '--no-tensorboard', '--seed', '3', '--torch-threads', '1')
+    runs = [_train(tmp_path / name, *args) for name in ('a', 'b')]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    a = load_checkpoint(tmp_path / 'a' / 'checkpoint.pt').agent_state['actor']
+    b = load_checkpoint(tmp_path / 'b' / 'checkpoint.pt').agent_state['actor']
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = _train(tmp_path / 'c', *args[:-4], '--seed', '4', '--torch-threads', '1')
+    c = load_checkpoint(tmp_path / 'c' / 'checkpoint.pt').agent_state['actor']
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--env', 'NoSuchEnv-v0'), "unknown Gymnasium environment 'NoSuchEnv-v0'"),
+    (('--env', 'CartPole-v1'), 'Discrete action space'),
+    (('--env', 'Pendulum-v1', '--actor-lr', '-0.1'), 'actor_lr=-0.1 must be > 0'),
+    (('--env', 'Pendulum-v1', '--tau', '1.5'), 'tau=1.5 must be in (0, 1]'),
+    (('--env', 'Pendulum-v1', '--tau', '0'), 'tau=0.0 must be in (0, 1]'),
+    (('--env', 'Pendulum-v1', '--batch-size', '512', '--buffer-size', '100'),
+     'batch_size=512 must not exceed buffer_size (100)'),
+    (('--env', 'Pendulum-v1', '--total-steps', '0'), 'total_steps=0 must be >= 1'),
+])
+def test_train_bad_input_is_one_clear_line(tmp_path: Path, args, message) -> None:
+    result = _train(tmp_path / 'out', *args, timeout=120)
+    assert result.returncode == 2
+    assert 'Traceback' not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('ddpg-train: error: ')
+    assert message in lines[0]
+
+
+def test_eval_refuses_missing_and_mismatched_checkpoints(pendulum_run: Path,
+                                                         tmp_path: Path) -> None:
+    missing = _cli('ddpg_ros.evaluate', '--checkpoint', str(tmp_path / 'nope.pt'))
+    assert missing.returncode == 2 and 'Traceback' not in missing.stderr
+    assert f'checkpoint {tmp_path / "nope.pt"} does not exist' in missing.stderr
+
+    mismatch = _cli('ddpg_ros.evaluate', '--checkpoint', str(pendulum_run / 'checkpoint.pt'),
+                    '--env', 'HalfCheetah-v5')
+    assert mismatch.returncode == 2 and 'Traceback' not in mismatch.stderr
+    line = mismatch.stderr.strip().splitlines()[-1]
+    assert line.startswith('ddpg-eval: error: checkpoint')
+    assert "task: checkpoint 'inverted_pendulum', robot 'half_cheetah'" in line
