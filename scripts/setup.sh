@@ -32,11 +32,15 @@ fi
 
 echo "[setup] creating $venv with ROS 2 $distro client wheels"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip
+pip() {
+  # Only pip's own errors matter here; drop its notes about unusable local index folders.
+  "$venv/bin/python" -m pip install -q "$@" 2>&1 | { grep -v 'is neither a file nor a dir' || true; }
+  return "${PIPESTATUS[0]}"
+}
+pip --upgrade pip
 # torch first, pinned, so nothing later pulls a multi-GB CUDA build on a CPU-only machine.
-"$venv/bin/python" -m pip install -q "$(grep '^torch==' requirements.txt)"
-"$venv/bin/python" -m pip install -q -r requirements.txt -r "$ros_requirements" \
-  -r requirements-dev.txt
-"$venv/bin/python" -m pip install -q --no-deps -e .
+pip "$(grep '^torch==' requirements.txt)"
+pip -r requirements.txt -r "$ros_requirements" -r requirements-dev.txt
+pip --no-deps -e .
 echo "$want" > "$stamp"
 echo "[setup] ready: . $venv/bin/activate"
