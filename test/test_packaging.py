@@ -43,8 +43,8 @@ def test_colcon_build_installs_executables_launch_and_config(tmp_path: Path) -> 
     assert (share / 'package.xml').is_file()
     assert (install / 'share' / 'ament_index' / 'resource_index' / 'packages' /
             'ddpg_ros').is_file()
-    assert {p.name for p in (share / 'launch').iterdir()} >= {'train_sim.launch.py',
-                                                             'deploy.launch.py'}
+    launch_files = {p.name for p in (share / 'launch').iterdir()}
+    assert launch_files >= {'train_sim.launch.py', 'deploy.launch.py'}
     assert (share / 'config' / 'inverted_pendulum.yaml').is_file()
     assert glob.glob(str(install / 'lib' / 'python*' / 'site-packages' / 'ddpg_ros' /
                          'models' / '*.xml'))

@@ -95,6 +95,7 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
     b = load_checkpoint(tmp_path / 'b' / 'checkpoint.pt').agent_state['actor']
     assert all(torch.equal(a[k], b[k]) for k in a)
     other = _train(tmp_path / 'c', *args[:-4], '--seed', '4', '--torch-threads', '1')
+    assert other.returncode == 0, other.stderr
     c = load_checkpoint(tmp_path / 'c' / 'checkpoint.pt').agent_state['actor']
     assert not all(torch.equal(a[k], c[k]) for k in a)
 

@@ -1,0 +1,281 @@
+"""Launch profiles as data: which nodes a profile starts, and with what, given its arguments.
+
+Both ways of launching read these and nothing else: the project's own launcher
+(``ddpg-launch train_sim task:=hopper seed:=3``), which needs no ROS 2 launch tools, and the
+thin ``launch/<profile>.launch.py`` files that ``ros2 launch`` runs. Arguments are
+``name:=value`` pairs, as on those command lines.
+
+Values stay the text that was typed; ROS parses them as YAML (``3`` an int, ``0.5`` a double,
+``true`` a bool, ``[64, 64]`` an array), as it does for ``-p name:=value``.
+
+Arguments a profile does not declare become parameter overrides: ``node.param:=value`` for
+one node, ``param:=value`` for the nodes that take it (see :func:`train_sim_nodes`).
+
+No ROS import here, so the profiles can be checked anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE = 'ddpg_ros'
+LAUNCH_SUFFIX = '.launch.py'
+MUJOCO_SIM_PARAMETERS = ('model', 'mode', 'seed', 'command_timeout', 'publish_clock',
+                         'frame_skip')
+"""Every parameter the ``mujoco_sim`` node declares."""
+_ARGUMENT_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_.]*\Z')
+
+
+class ProfileError(ValueError):
+    """An unknown profile, a malformed or missing argument, or a missing file."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a profile: what to run and with which ROS arguments."""
+
+    executable: str
+    """Console script, also installed in ``lib/ddpg_ros`` for ``ros2 run``/``ros2 launch``."""
+    module: str
+    """Module whose ``main()`` runs the node, for ``python -m``."""
+    name: str
+    """Node name."""
+    namespace: str = ''
+    """Namespace ('' = root); topics are relative, so everything moves with it."""
+    parameter_files: tuple[str, ...] = ()
+    """YAML files keyed by node name under ``ros__parameters``, applied in order."""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """Overrides as typed on a command line; they win over the files."""
+    remappings: tuple[tuple[str, str], ...] = ()
+    """``(from, to)`` topic or service remappings."""
+
+    def ros_arguments(self) -> list[str]:
+        """``--ros-args ...`` as ``ros2 run`` would take them."""
+        args = ['--ros-args', '-r', f'__node:={self.name}']
+        if self.namespace:
+            args += ['-r', f'__ns:={self.namespace}']
+        for path in self.parameter_files:
+            args += ['--params-file', path]
+        for name, value in self.parameters.items():
+            args += ['-p', f'{name}:={value}']
+        for source, target in self.remappings:
+            args += ['-r', f'{source}:={target}']
+        return args
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        """``python -m <module> --ros-args ...``."""
+        return [python, '-m', self.module, *self.ros_arguments()]
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A declared profile argument, as ``DeclareLaunchArgument`` takes it."""
+
+    name: str
+    description: str
+    default: str | None = None
+    """``None``: the argument is required."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of nodes built from ``name:=value`` arguments."""
+
+    name: str
+    description: str
+    arguments: tuple[Argument, ...]
+    build: Callable[[dict[str, str]], list[NodeSpec]]
+    """Takes every argument (declared ones with defaults filled in), returns the nodes."""
+
+    def nodes(self, arguments: Mapping[str, str]) -> list[NodeSpec]:
+        """The nodes for these arguments.
+
+        :raises ProfileError: a required argument is missing, or the build rejects a value.
+        """
+        values = {arg.name: arg.default for arg in self.arguments if arg.default is not None}
+        values.update(arguments)
+        missing = [arg.name for arg in self.arguments if arg.name not in values]
+        if missing:
+            raise ProfileError(f'profile {self.name} needs ' + ', '.join(
+                f'{name}:=...' for name in missing))
+        return self.build(values)
+
+
+def parse_arguments(argv: Sequence[str]) -> dict[str, str]:
+    """``['task:=hopper', 'seed:=3']`` -> ``{'task': 'hopper', 'seed': '3'}``; last one wins.
+
+    :raises ProfileError: an item is not ``name:=value`` with a valid name.
+    """
+    arguments: dict[str, str] = {}
+    for item in argv:
+        name, separator, value = item.partition(':=')
+        if not separator or not _ARGUMENT_NAME.match(name):
+            raise ProfileError(f'argument {item!r} is not name:=value')
+        arguments[name] = value
+    return arguments
+
+
+def config_directory() -> Path:
+    """The package's ``config/``: beside the code in a source tree, else the installed share.
+
+    The source tree wins when the code runs from it (pip editable, colcon
+    ``--symlink-install``), so the code and its parameter files always come from one place.
+    """
+    source = Path(__file__).resolve().parents[2]
+    if (source / 'package.xml').is_file() and (source / 'config').is_dir():
+        return source / 'config'
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(PACKAGE)) / 'config'
+    except (ImportError, LookupError, OSError) as exc:
+        raise ProfileError(f'cannot find the config/ of {PACKAGE}: not in a source tree and '
+                           f'not installed in the ament index ({exc})') from None
+
+
+def available_task_configs() -> tuple[str, ...]:
+    """Task names that have a ``config/<task>.yaml``."""
+    return tuple(sorted(path.name[:-len('.yaml')] for path in config_directory().glob('*.yaml')
+                        if path.name != 'deploy_example.yaml'))
+
+
+def _existing_file(path: str, what: str) -> str:
+    if not Path(path).is_file():
+        raise ProfileError(f'{what} {path} does not exist')
+    return str(Path(path).resolve())
+
+
+def _yaml_string(text: str) -> str:
+    # Quoted, so that ROS keeps a path such as '1.5' or 'true' a string.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _route_overrides(values: Mapping[str, str], node_names: Sequence[str],
+                     rule: Callable[[str], Sequence[str]]) -> dict[str, dict[str, str]]:
+    """Split ``param`` / ``node.param`` overrides between nodes; ``rule`` routes plain names."""
+    routed: dict[str, dict[str, str]] = {name: {} for name in node_names}
+    for key, value in values.items():
+        node, _, parameter = key.partition('.')
+        if parameter and node in routed:
+            routed[node][parameter] = value
+            continue
+        for node in rule(key):
+            routed[node][key] = value
+    return routed
+
+
+def _train_sim_route(parameter: str) -> Sequence[str]:
+    if parameter == 'mode':
+        raise ProfileError('mode:= is ambiguous here: say mujoco_sim.mode:=lockstep|realtime '
+                           '(ddpg_agent runs in train mode in this profile)')
+    if parameter == 'seed':
+        return ('mujoco_sim', 'ddpg_agent')
+    if parameter in MUJOCO_SIM_PARAMETERS:
+        return ('mujoco_sim',)
+    return ('ddpg_agent',)
+
+
+def train_sim_nodes(values: dict[str, str]) -> list[NodeSpec]:
+    """mujoco_sim + ddpg_agent in train mode, parameters from ``config/<task>.yaml``.
+
+    Routing of the other arguments: ``seed`` goes to both nodes, the sim's own parameters
+    (``model``, ``command_timeout``, ...) to ``mujoco_sim``, everything else to ``ddpg_agent``;
+    ``mujoco_sim.mode:=realtime`` names the node outright.
+    """
+    values = dict(values)
+    task = values.pop('task')
+    extra_file = values.pop('params_file')
+    namespace = values.pop('namespace')
+    use_sim_time = values.pop('use_sim_time')
+    files: list[str] = []
+    task_overrides: dict[str, str] = {}
+    task_file = config_directory() / f'{task}.yaml'
+    if task_file.is_file():
+        files.append(str(task_file))
+    elif extra_file:
+        # A user's task ('pkg.module:Class') has no file of ours; theirs says the rest.
+        task_overrides['task'] = task
+    else:
+        raise ProfileError(f"no config/{task}.yaml for task {task!r}: choose one of "
+                           f"{', '.join(available_task_configs())}, or give your own "
+                           'parameters with params_file:=FILE')
+    if extra_file:
+        files.append(_existing_file(extra_file, 'params_file'))
+    routed = _route_overrides(values, ('mujoco_sim', 'ddpg_agent'), _train_sim_route)
+    return [
+        NodeSpec('mujoco_sim', 'ddpg_ros.ros.mujoco_sim_node', 'mujoco_sim', namespace,
+                 tuple(files), routed['mujoco_sim']),
+        # The sim is the clock's source and stays on wall time; the agent follows /clock.
+        NodeSpec('ddpg_agent', 'ddpg_ros.ros.ddpg_agent_node', 'ddpg_agent', namespace,
+                 tuple(files), {'mode': 'train', 'use_sim_time': use_sim_time,
+                                **task_overrides, **routed['ddpg_agent']}),
+    ]
+
+
+def deploy_nodes(values: dict[str, str]) -> list[NodeSpec]:
+    """ddpg_agent in deploy mode with a checkpoint, for a real robot; every other argument is
+    a ddpg_agent parameter override."""
+    values = dict(values)
+    checkpoint = _existing_file(values.pop('checkpoint'), 'checkpoint')
+    params_file = values.pop('params_file') or str(config_directory() / 'deploy_example.yaml')
+    namespace = values.pop('namespace')
+    use_sim_time = values.pop('use_sim_time')
+    routed = _route_overrides(values, ('ddpg_agent',), lambda _: ('ddpg_agent',))
+    return [
+        NodeSpec('ddpg_agent', 'ddpg_ros.ros.ddpg_agent_node', 'ddpg_agent', namespace,
+                 (_existing_file(params_file, 'params_file'),),
+                 {'mode': 'deploy', 'load_checkpoint': _yaml_string(checkpoint),
+                  'use_sim_time': use_sim_time, **routed['ddpg_agent']}),
+    ]
+
+
+_NAMESPACE = Argument('namespace', 'namespace of every node; topics and services are relative '
+                      "to it ('' = root)", '')
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile for profile in (
+        Profile(
+            'train_sim',
+            'Train in simulation: mujoco_sim + ddpg_agent in train mode.',
+            (
+                Argument('task', 'built-in task whose config/<task>.yaml to load '
+                         '(inverted_pendulum, half_cheetah, hopper), or package.module:Class '
+                         'with params_file:=', 'inverted_pendulum'),
+                Argument('params_file', 'extra parameter file applied after the task\'s '
+                         "('' = none)", ''),
+                _NAMESPACE,
+                Argument('use_sim_time', 'ddpg_agent follows the sim\'s /clock', 'true'),
+            ),
+            train_sim_nodes,
+        ),
+        Profile(
+            'deploy',
+            'Run a trained policy on a robot: ddpg_agent in deploy mode.',
+            (
+                Argument('checkpoint', 'checkpoint file to load (from ddpg-train or ddpg_agent)'),
+                Argument('params_file', 'parameter file for ddpg_agent (task, reset_service, '
+                         "...); '' = config/deploy_example.yaml", ''),
+                _NAMESPACE,
+                Argument('use_sim_time', 'ddpg_agent follows /clock (false on a real robot)',
+                         'false'),
+            ),
+            deploy_nodes,
+        ),
+    )
+}
+
+
+def resolve_profile(name: str) -> Profile:
+    """A profile by name, or by the path of its launch file (``.../train_sim.launch.py``).
+
+    :raises ProfileError: no such profile.
+    """
+    key = Path(name).name
+    if key.endswith(LAUNCH_SUFFIX):
+        key = key[:-len(LAUNCH_SUFFIX)]
+    if key not in PROFILES:
+        raise ProfileError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[key]

@@ -1,0 +1,239 @@
+"""Shared fixtures: DDS kept on loopback, one ROS domain per test, node processes ended by pid.
+
+Fixtures (function scope):
+
+- ``ros_domain_id``: a ROS domain id in 1..101 that no other test, in this run or another one
+  on this machine, holds at the same time (a lock file per id).
+- ``ros_env``: ``os.environ`` plus ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, that
+  ``ROS_DOMAIN_ID`` and ``PYTHONUNBUFFERED=1``: the environment for every process a test starts.
+- ``ros_processes``: a :class:`ProcessGroup` that starts commands with ``ros_env`` (output in
+  a file under ``tmp_path``) and ends whatever is still running at teardown, by pid.
+- ``ros_node``: a :class:`RosTestNode`, an rclpy node in the test's own context and domain,
+  with an executor and ``spin_until``.
+
+Helpers: :func:`node_command` builds ``python -m ddpg_ros.ros.<module> --ros-args ...``;
+:func:`pid_alive` tells whether a pid still runs (a zombie counts as gone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+# This process too must keep DDS on loopback, whatever the caller's shell says.
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+
+DOMAIN_IDS = range(1, 102)
+"""0 is left out: it is the default of every stray ROS process on the machine."""
+_DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / 'ddpg_ros_test_domains'
+STOP_TIMEOUT = 10.0
+"""Seconds a process gets to end after SIGINT at teardown before it is killed."""
+
+
+@contextlib.contextmanager
+def claim_domain_id() -> Iterator[int]:
+    """Hold a ROS domain id that no other holder on this machine has until the block ends.
+
+    :raises RuntimeError: every id is held.
+    """
+    _DOMAIN_LOCK_DIR.mkdir(exist_ok=True)
+    ids = list(DOMAIN_IDS)
+    # A random start, so that concurrent runs rarely even contend for the same lock file.
+    start = random.SystemRandom().randrange(len(ids))
+    for domain_id in ids[start:] + ids[:start]:
+        fd = os.open(_DOMAIN_LOCK_DIR / f'{domain_id}.lock', os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield domain_id
+        finally:
+            os.close(fd)  # releases the lock
+        return
+    raise RuntimeError(f'all ROS domain ids {ids[0]}-{ids[-1]} are held by other tests')
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (zombies, which no longer run, count as gone)."""
+    try:
+        with open(f'/proc/{pid}/stat') as stat:
+            # The state follows the command name, which is in parentheses and may hold spaces.
+            return stat.read().rpartition(')')[2].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def node_command(module: str, *ros_args: str) -> list[str]:
+    """``python -m ddpg_ros.ros.<module> --ros-args <ros_args>`` with this interpreter."""
+    return [sys.executable, '-m', f'ddpg_ros.ros.{module}', '--ros-args', *ros_args]
+
+
+class TestProcess:
+    """One process started for a test: output to a file, signals by pid only."""
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+        self.command = list(command)
+        self.log_path = log_path
+        with open(log_path, 'wb') as log:
+            # Own session: a Ctrl-C on pytest's terminal must not reach it behind our back.
+            self.popen = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL,
+                                          stdout=log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        """Everything the process wrote so far (stdout and stderr)."""
+        return self.log_path.read_text(errors='replace')
+
+    def wait_for_output(self, text: str, timeout: float) -> bool:
+        """Wait until ``text`` appears in the output; False on timeout or if it exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return True
+            if self.popen.poll() is not None:
+                return text in self.output()
+            time.sleep(0.05)
+        return False
+
+    def send_signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None if it is still running after ``timeout`` seconds."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Send ``sig`` and wait; None if it had to be killed (it ignored the signal)."""
+        self.send_signal(sig)
+        status = self.wait(timeout)
+        if status is None:
+            self.popen.kill()
+            self.popen.wait()
+        return status
+
+
+class ProcessGroup:
+    """Starts processes with the test's environment and ends them all at teardown."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self._log_dir = log_dir
+        self.processes: list[TestProcess] = []
+
+    def start(self, command: Sequence[str], name: str = 'process') -> TestProcess:
+        """Start ``command``; its output goes to ``<tmp_path>/<name>-<n>.log``."""
+        log_path = self._log_dir / f'{name}-{len(self.processes)}.log'
+        process = TestProcess(command, self.env, log_path)
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        """SIGINT every process still running, SIGKILL the ones that do not end, show logs."""
+        for process in self.processes:
+            process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            if process.wait(STOP_TIMEOUT) is None:
+                process.popen.kill()
+                process.popen.wait()
+                print(f'killed pid {process.pid} after {STOP_TIMEOUT} s: {process.command}')
+            # Shown by pytest for failing tests only.
+            print(f'--- output of pid {process.pid}: {" ".join(process.command)}')
+            print(process.output()[-4000:])
+
+
+class RosTestNode:
+    """An rclpy node in its own context on one domain, with its own executor."""
+
+    __test__ = False
+
+    def __init__(self, domain_id: int, name: str = 'test_node') -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = Context()
+        # A non-default context gets no signal handlers, so pytest keeps its own.
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Run callbacks until ``predicate()`` holds; False if ``timeout`` s pass first."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.0:
+                return False
+            self.executor.spin_once(timeout_sec=min(remaining, 0.05))
+        return True
+
+    def spin_for(self, seconds: float) -> None:
+        """Run callbacks for ``seconds``."""
+        self.spin_until(lambda: False, seconds)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+@pytest.fixture
+def ros_domain_id() -> Iterator[int]:
+    with claim_domain_id() as domain_id:
+        yield domain_id
+
+
+@pytest.fixture
+def ros_env(ros_domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_DOMAIN_ID=str(ros_domain_id),
+               PYTHONUNBUFFERED='1')
+    # The deprecated variable would override the new one on some distros; one rule only.
+    env.pop('ROS_LOCALHOST_ONLY', None)
+    return env
+
+
+@pytest.fixture
+def ros_processes(ros_env: dict[str, str], tmp_path: Path) -> Iterator[ProcessGroup]:
+    group = ProcessGroup(ros_env, tmp_path)
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture
+def ros_node(ros_domain_id: int) -> Iterator[RosTestNode]:
+    node = RosTestNode(ros_domain_id)
+    yield node
+    node.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a ROS domain as ``ros``, so ``-m ros`` selects exactly the
+    integration tests to repeat on each supported rclpy distro."""
+    for item in items:
+        if 'ros_domain_id' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.ros)
