@@ -10,6 +10,7 @@ Follows Spinning Up's DDPG (Lillicrap et al., 2016):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any, NamedTuple
 
@@ -85,8 +86,13 @@ class DDPG:
         # Targets start as exact copies and are only ever moved by soft updates.
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        # The fused Adam kernel does the same arithmetic as the default one in one pass over
+        # each parameter list: about 5 % faster updates on a CPU (benchmarks/RESULTS.md).
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr,
+                                                fused=True)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr,
+                                                 fused=True)
+        self._autocast_dtype = torch.bfloat16 if config.precision == 'bfloat16' else None
         self.updates = 0
 
     @property
@@ -106,17 +112,19 @@ class DDPG:
         ``terminated = 0`` so its next state keeps its value.
         """
         with torch.no_grad():
-            next_q = self.critic_target(batch.next_obs, self.actor_target(batch.next_obs))
+            next_action = self.actor_target(batch.next_obs)
+            next_q = self.critic_target(batch.next_obs, next_action).float()
             return batch.rewards + self.config.gamma * (1.0 - batch.terminated) * next_q
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean squared Bellman error and the Q values it was computed from."""
-        q = self.critic(batch.obs, batch.actions)
+        q = self.critic(batch.obs, batch.actions).float()
         return ((q - self.critic_target_values(batch)) ** 2).mean(), q
 
     def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
         """``-mean Q(s, mu(s))``: minimising it is gradient ascent on Q."""
-        return -self.critic(obs, self.actor(obs)).mean()
+        # .float(): under bfloat16 autocast the mean (and so the gradient scale) stays float32.
+        return -self.critic(obs, self.actor(obs)).float().mean()
 
     def update(self, batch: Batch, check_finite: bool = True) -> UpdateInfo:
         """One critic step, one actor step, one soft update of both targets.
@@ -125,7 +133,8 @@ class DDPG:
         :raises NonFiniteLossError: when ``check_finite`` and a loss is not finite; the
             networks are then left as they were before the offending step.
         """
-        critic_loss, q = self.critic_loss(batch)
+        with self._autocast():
+            critic_loss, q = self.critic_loss(batch)
         if check_finite and not torch.isfinite(critic_loss):
             raise NonFiniteLossError(f'critic loss is {critic_loss.item()}')
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -136,7 +145,8 @@ class DDPG:
         # dQ/da, and skipping the critic's weight gradients saves a third of the backward.
         self.critic.requires_grad_(False)
         try:
-            actor_loss = self.actor_loss(batch.obs)
+            with self._autocast():
+                actor_loss = self.actor_loss(batch.obs)
             if check_finite and not torch.isfinite(actor_loss):
                 raise NonFiniteLossError(f'actor loss is {actor_loss.item()}')
             self.actor_optimizer.zero_grad(set_to_none=True)
@@ -149,6 +159,12 @@ class DDPG:
         soft_update(self.critic_target, self.critic, self.config.tau)
         self.updates += 1
         return UpdateInfo(critic_loss.detach(), actor_loss.detach(), q.detach().mean())
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bfloat16 matrix products when configured; losses are taken back to float32."""
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
     def policy_snapshot(self) -> Actor:
         """A CPU copy of the actor for acting, independent of further updates."""
