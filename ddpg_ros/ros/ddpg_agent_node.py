@@ -72,6 +72,8 @@ NODE_NAME = 'ddpg_agent'
 MODES = ('train', 'deploy')
 DIAGNOSTICS_PERIOD = 1.0
 RESET_POLL_PERIOD = 0.1
+PROGRESS_PERIOD = 5.0
+"""Seconds between progress lines in the log."""
 LOG_THROTTLE = 1.0
 LATENCY_WINDOW = 1000
 """Commands over which the action latency percentiles are taken."""
@@ -190,6 +192,7 @@ class DDPGAgentNode(Node):
         self._episode_steps = 0
         self._episode_return = 0.0
         self._recent_returns: list[float] = []
+        self._last_progress_log = time.monotonic()
         self._last_command = self._safe_command.copy()
         self._stopping = False
         self._tripped = False
@@ -639,6 +642,24 @@ class DDPGAgentNode(Node):
 
     def _on_diagnostics_timer(self) -> None:
         self._diagnostics_publisher.publish(self.diagnostics())
+        now = time.monotonic()
+        if now - self._last_progress_log >= PROGRESS_PERIOD and self.env_steps:
+            self._last_progress_log = now
+            self._log_progress()
+
+    def _log_progress(self) -> None:
+        """One line of progress for whoever watches the terminal of a long run."""
+        line = f'steps {self.env_steps}  episodes {self.episodes}'
+        if self._recent_returns:
+            line += (f'  return (last {len(self._recent_returns)}) '
+                     f'{np.mean(self._recent_returns):.1f}')
+        if self._train:
+            learner = self.learner
+            line += (f'  updates {learner.updates} ({learner.updates_per_second:.0f}/s)'
+                     f'  buffer {len(self.buffer)}')
+            if learner.fault is not None:
+                line += f'  LEARNER FAULT: {learner.fault}'
+        self.get_logger().info(line)
 
     def diagnostics(self) -> DiagnosticArray:
         """The agent's status: counters, learning, latency, and what is wrong if anything."""
