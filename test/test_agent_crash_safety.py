@@ -1,0 +1,65 @@
+"""kill -9 of a training ddpg_agent at random moments while it checkpoints every few steps:
+its newest checkpoint, and the replay buffer saved with it, always load."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ddpg_ros.checkpoint import load_checkpoint
+from ddpg_ros.replay_buffer import ReplayBuffer
+
+from agent_helpers import START_TIMEOUT, agent_command
+from conftest import ProcessGroup, node_command
+
+pytestmark = pytest.mark.ros
+
+TRIALS = 8
+"""Agents killed; each checkpoints (with its buffer) every 25 steps, many saves a second."""
+
+
+def _newest(directory: Path) -> Path | None:
+    checkpoints = sorted(directory.glob('checkpoint_*.pt'))
+    return checkpoints[-1] if checkpoints else None
+
+
+def test_kill_9_while_checkpointing_never_leaves_an_unreadable_latest_checkpoint(
+        ros_processes: ProcessGroup, tmp_path: Path) -> None:
+    ros_processes.start(node_command('mujoco_sim_node'), name='mujoco_sim')
+    rng = random.Random(0)
+    failures: list[str] = []
+    steps_at_kill = []
+    for trial in range(TRIALS):
+        directory = tmp_path / f'trial{trial}'
+        agent = ros_processes.start(agent_command(
+            checkpoint_dir=str(directory), checkpoint_every=25, save_buffer=True,
+            keep_checkpoints=2, hidden_sizes=[256, 256], batch_size=32, buffer_size=20_000,
+            learning_starts=10_000, device='cpu'), name=f'ddpg_agent{trial}')
+        deadline = time.monotonic() + START_TIMEOUT + 30.0
+        while _newest(directory) is None and time.monotonic() < deadline:
+            assert agent.popen.poll() is None, agent.output()
+            time.sleep(0.05)
+        assert _newest(directory) is not None, agent.output()
+        time.sleep(rng.uniform(0.0, 1.5))
+        agent.send_signal(signal.SIGKILL)
+        assert agent.wait(10.0) == -signal.SIGKILL
+
+        newest = _newest(directory)
+        try:
+            checkpoint = load_checkpoint(newest)
+            steps_at_kill.append(checkpoint.counters['env_steps'])
+            buffer_file = newest.with_suffix('.npz')
+            if buffer_file.exists():
+                buffer = ReplayBuffer(20_000, checkpoint.spec.obs_dim, checkpoint.spec.action_dim)
+                buffer.load(buffer_file)
+                assert len(buffer) > 0
+        except Exception as exc:  # every failure is counted, then reported together
+            failures.append(f'trial {trial}: {newest.name}: {type(exc).__name__}: {exc}')
+    print(f'kill -9 trials: {TRIALS}, failures: {len(failures)}, '
+          f'env_steps at the newest checkpoints: {steps_at_kill}')
+    assert failures == []
+    assert len(set(steps_at_kill)) > 1, 'the kills should land at different moments'
