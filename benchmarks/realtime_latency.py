@@ -1,0 +1,364 @@
+"""State-to-command latency of ``ddpg_agent`` against ``mujoco_sim`` in realtime mode at 100 Hz.
+
+Rerun (about 2 minutes on 2 idle cores)::
+
+    . .venv/bin/activate
+    python benchmarks/realtime_latency.py --window 60
+
+What runs, in one ROS domain claimed with ``test/conftest.py``'s ``claim_domain_id`` and
+``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; every process started here is ended by its pid:
+
+* ``python -m ddpg_ros.ros.mujoco_sim_node`` with ``model:=HalfCheetah-v5 mode:=realtime
+  frame_skip:=1``: HalfCheetah's MuJoCo timestep is 0.01 s and its own frame_skip 5, so
+  frame_skip 1 gives a 0.01 s control period, i.e. 100 Hz (InvertedPendulum's period is
+  0.04 s; the two-link arm MJCF's 0.02 s). The dynamics per physics step are HalfCheetah's;
+  only the control period is shorter (the task's forward-velocity reward, computed over its
+  0.05 s period, is then 5x off: irrelevant to latency).
+* ``python -m ddpg_ros.ros.ddpg_agent_node`` with ``mode:=train task:=half_cheetah
+  updates_per_step:=0.0`` (free-running learner, as on a real robot) and a small
+  ``learning_starts`` (default 500 steps, 5 s), so the learner trains flat out during the whole
+  measurement; default nets 256-256, batch 256, ``torch_threads:=1``, CPU.
+* This process is the observer, a third process: it subscribes to ``joint_states``,
+  ``effort_controller/commands``, ``ddpg_agent/episode_return`` and ``/diagnostics`` and keeps
+  each message's rmw ``source_timestamp`` (when the writer published) and
+  ``received_timestamp`` (when this process's DDS received it).
+
+Once the learner runs (``updates`` > 0 on ``/diagnostics``) and ``--settle`` s have passed, it
+records ``--window`` s. For every state, the latency is the time to the first command after
+it, on two time bases: *publish* (sim's publish of the state -> agent's publish of the
+command, i.e. DDS delivery to the agent + the agent's control step) and *receipt* (this
+observer's receipt of the state -> its receipt of the command). A control period is *missed*
+when no command comes between a state and the next state (a late command or none). States
+within [-0.02, +0.1] s of an episode end are counted apart: the agent does not act on a
+terminal state and waits for the reset service, so a miss there is by design. The agent's own
+``action_latency_p50_ms`` / ``_p99_ms`` (callback entry -> publish, last 1000 commands) are
+read from ``/diagnostics``.
+
+Output: ``--out-dir``/realtime_latency.{json,md} (default ``benchmarks/results``); node logs in
+a temporary directory named in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+STOP_TIMEOUT = 15.0
+RESET_MARGIN = (-0.02, 0.1)
+"""Seconds around an episode end in which a missed period is by design."""
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_DOMAIN_ID=str(domain_id),
+               PYTHONUNBUFFERED='1')
+    env.pop('ROS_LOCALHOST_ONLY', None)
+    return env
+
+
+def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with open(log_path, 'wb') as log:
+        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> int | None:
+    """SIGINT by pid, then SIGKILL by pid if it does not end; the exit status or None."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGINT)
+    try:
+        return process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f'/proc/{pid}/stat') as stat:
+        fields = stat.read().rpartition(')')[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def uptime() -> str:
+    return subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+
+
+class Observer:
+    """Timestamps of states, commands and episode ends; /diagnostics of both nodes."""
+
+    def __init__(self, domain_id: int) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Float64, Float64MultiArray
+
+        from ddpg_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, STATE_QOS
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node('realtime_latency_observer', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.recording = False
+        self.times: dict[str, list[tuple[int, int]]] = {'state': [], 'command': [],
+                                                        'episode': []}
+        self.records: dict[str, list[dict]] = {'agent': [], 'sim': []}
+        self.node.create_subscription(JointState, 'joint_states',
+                                      lambda m, i: self._keep('state', i), STATE_QOS)
+        self.node.create_subscription(Float64MultiArray, 'effort_controller/commands',
+                                      lambda m, i: self._keep('command', i), COMMAND_QOS)
+        self.node.create_subscription(Float64, 'ddpg_agent/episode_return',
+                                      lambda m, i: self._keep('episode', i), 10)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                      DIAGNOSTICS_QOS)
+
+    def _keep(self, kind: str, info) -> None:
+        if self.recording:
+            self.times[kind].append((int(info['source_timestamp']),
+                                     int(info['received_timestamp'])))
+
+    def _on_diagnostics(self, msg) -> None:
+        now = time.monotonic()
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            who = ('agent' if status.name.startswith('ddpg_agent') else
+                   'sim' if status.name.startswith('mujoco_sim') else None)
+            if who:
+                self.records[who].append({'received': now, 'recording': self.recording,
+                                          'message': status.message, **values})
+
+    def spin_until(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.executor.spin_once(timeout_sec=min(remaining, 0.1))
+        return True
+
+    def spin_for(self, seconds: float) -> None:
+        self.spin_until(lambda: False, seconds)
+
+    def latest(self, who: str) -> dict:
+        return self.records[who][-1] if self.records[who] else {}
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def pct(values: list[float] | np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if len(values) else float('nan')
+
+
+def analyse(states: list[int], commands: list[int], episodes: list[int]) -> dict:
+    """Latencies (ms) from each state to the first command after it, and missed periods."""
+    states, commands, episodes = sorted(states), sorted(commands), sorted(episodes)
+    lo, hi = (int(m * 1e9) for m in RESET_MARGIN)
+    latencies_all, latencies_in_period = [], []
+    missed = missed_reset = reset_states = 0
+    for i, s in enumerate(states[:-1]):
+        j = bisect.bisect_right(commands, s)
+        k = bisect.bisect_left(episodes, s - hi)
+        near_reset = k < len(episodes) and episodes[k] <= s - lo
+        reset_states += near_reset
+        nxt = states[i + 1]
+        if j < len(commands):
+            latency = (commands[j] - s) * 1e-6
+            latencies_all.append(latency)
+        if j < len(commands) and commands[j] < nxt:
+            latencies_in_period.append((commands[j] - s) * 1e-6)
+        elif near_reset:
+            missed_reset += 1
+        else:
+            missed += 1
+    periods = np.diff(states) * 1e-6 if len(states) > 1 else np.array([])
+    return {
+        'states': len(states), 'commands': len(commands), 'episode_ends': len(episodes),
+        'p50_ms': pct(latencies_in_period, 50), 'p99_ms': pct(latencies_in_period, 99),
+        'max_ms': max(latencies_in_period, default=float('nan')),
+        'all_p50_ms': pct(latencies_all, 50), 'all_p99_ms': pct(latencies_all, 99),
+        'all_max_ms': max(latencies_all, default=float('nan')),
+        'missed_periods': missed, 'missed_periods_near_reset': missed_reset,
+        'states_near_reset': reset_states,
+        'missed_fraction': missed / max(len(states) - 1 - reset_states, 1),
+        'state_interval_p50_ms': pct(periods, 50), 'state_interval_p99_ms': pct(periods, 99),
+        'state_interval_max_ms': float(periods.max()) if len(periods) else float('nan'),
+    }
+
+
+def med(rows: list[dict], key: str) -> float:
+    values = [float(r[key]) for r in rows if r.get(key) not in (None, '', 'nan')]
+    return statistics.median(values) if values else float('nan')
+
+
+def markdown(report: dict) -> str:
+    a, r = report['args'], report['result']
+    pub, rec, d = r['publish'], r['receipt'], r['diagnostics']
+    rows = [
+        f'Realtime latency, {report["date_utc"]}, {report["machine"]}',
+        '',
+        f'Command: `{report["command"]}`',
+        '',
+        f'- uptime before: `{report["uptime_before"]}`',
+        f'- uptime after: `{report["uptime_after"]}`',
+        '',
+        f'Sim: {a["model"]} realtime, frame_skip {a["frame_skip"]} -> control period '
+        f'{d["sim_control_dt"]} s; agent: task {a["task"]}, train, updates_per_step 0.0 '
+        f'(free-running learner), learning_starts {a["learning_starts"]}, hidden_sizes '
+        f'{a["hidden_sizes"]}, batch {a["batch_size"]}, torch_threads {a["torch_threads"]}, '
+        f'CPU; window {a["window"]} s after {a["settle"]} s settling.',
+        '',
+        '| time base | states | commands | latency p50 / p99 / max (ms) | missed periods '
+        '(not near reset) | near reset (by design) |',
+        '| --- | --- | --- | --- | --- | --- |',
+    ]
+    for label, x in (('publish (sim pub -> agent pub)', pub),
+                     ('receipt (observer rx state -> rx command)', rec)):
+        rows.append(f'| {label} | {x["states"]} | {x["commands"]} | {x["p50_ms"]:.3f} / '
+                    f'{x["p99_ms"]:.3f} / {x["max_ms"]:.3f} | {x["missed_periods"]} '
+                    f'({100 * x["missed_fraction"]:.2f}%) | {x["missed_periods_near_reset"]} of '
+                    f'{x["states_near_reset"]} |')
+    rows += [
+        '',
+        f'Agent `/diagnostics` (median over the window): action_latency p50 '
+        f'{d["agent_action_latency_p50_ms"]:.3f} ms, p99 {d["agent_action_latency_p99_ms"]:.3f}'
+        f' ms; learner {d["agent_updates_per_s"]:.0f} updates/s '
+        f'({d["agent_updates_in_window"]} updates in the window). Sim: '
+        f'{d["sim_steps_per_s"]:.1f} steps/s, real-time factor {d["sim_real_time_factor"]:.3f},'
+        f' command timeouts {d["sim_command_timeouts_in_window"]}. State interval p50 / p99 / '
+        f'max {pub["state_interval_p50_ms"]:.2f} / {pub["state_interval_p99_ms"]:.2f} / '
+        f'{pub["state_interval_max_ms"]:.2f} ms. CPU over the window: sim '
+        f'{r["cpu_sim_pct"]:.0f}%, agent {r["cpu_agent_pct"]:.0f}%, observer '
+        f'{r["cpu_observer_pct"]:.0f}%.',
+    ]
+    return '\n'.join(rows) + '\n'
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--window', type=float, default=60.0)
+    parser.add_argument('--settle', type=float, default=5.0)
+    parser.add_argument('--model', default='HalfCheetah-v5')
+    parser.add_argument('--frame-skip', type=int, default=1)
+    parser.add_argument('--task', default='half_cheetah')
+    parser.add_argument('--learning-starts', type=int, default=500)
+    parser.add_argument('--hidden-sizes', type=int, nargs='+', default=[256, 256])
+    parser.add_argument('--batch-size', type=int, default=256)
+    parser.add_argument('--buffer-size', type=int, default=200_000)
+    parser.add_argument('--torch-threads', type=int, default=1)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--out-dir', type=Path, default=HERE / 'results')
+    parser.add_argument('--name', default='realtime_latency',
+                        help='output file stem under --out-dir')
+    args = parser.parse_args()
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.pop('ROS_LOCALHOST_ONLY', None)
+    sys.path.insert(0, str(ROOT / 'test'))
+    from conftest import claim_domain_id
+
+    log_dir = Path(tempfile.mkdtemp(prefix='realtime_latency_'))
+    report: dict = {
+        'date_utc': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores',
+        'command': 'python benchmarks/realtime_latency.py ' + ' '.join(sys.argv[1:]),
+        'args': {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        'log_dir': str(log_dir), 'uptime_before': uptime(),
+    }
+    print(f'logs in {log_dir}; {report["uptime_before"]}', flush=True)
+    hidden = '[' + ', '.join(str(h) for h in args.hidden_sizes) + ']'
+    sim_cmd = [sys.executable, '-m', 'ddpg_ros.ros.mujoco_sim_node', '--ros-args',
+               '-p', f'model:={args.model}', '-p', 'mode:=realtime',
+               '-p', f'frame_skip:={args.frame_skip}', '-p', f'seed:={args.seed}']
+    agent_cmd = [sys.executable, '-m', 'ddpg_ros.ros.ddpg_agent_node', '--ros-args',
+                 '-p', 'mode:=train', '-p', f'task:={args.task}', '-p', f'seed:={args.seed}',
+                 '-p', f'checkpoint_dir:={log_dir / "checkpoints"}', '-p', 'checkpoint_every:=0',
+                 '-p', f'learning_starts:={args.learning_starts}', '-p', 'updates_per_step:=0.0',
+                 '-p', f'hidden_sizes:={hidden}', '-p', f'batch_size:={args.batch_size}',
+                 '-p', f'buffer_size:={args.buffer_size}',
+                 '-p', f'torch_threads:={args.torch_threads}', '-p', 'total_steps:=0',
+                 '-p', 'reset_service:=mujoco_sim/reset', '-p', 'device:=cpu']
+    report['node_commands'] = {'sim': ' '.join(sim_cmd[1:]), 'agent': ' '.join(agent_cmd[1:])}
+    with claim_domain_id() as domain_id:
+        report['ros_domain_id'] = domain_id
+        env = ros_env(domain_id)
+        observer = Observer(domain_id)
+        sim = start(sim_cmd, env, log_dir / 'mujoco_sim.log')
+        agent = start(agent_cmd, env, log_dir / 'ddpg_agent.log')
+        try:
+            if not observer.spin_until(
+                    lambda: int(observer.latest('agent').get('updates', 0) or 0) > 0, 300.0):
+                raise RuntimeError('the learner did not start in 300 s; last diagnostics: '
+                                   f'{observer.latest("agent")}')
+            observer.spin_for(args.settle)
+            cpu0 = [cpu_seconds(p) for p in (sim.pid, agent.pid, os.getpid())]
+            t0 = time.monotonic()
+            observer.recording = True
+            observer.spin_for(args.window)
+            observer.recording = False
+            t1 = time.monotonic()
+            cpu1 = [cpu_seconds(p) for p in (sim.pid, agent.pid, os.getpid())]
+        finally:
+            report['exit_status'] = {'agent': stop(agent), 'sim': stop(sim)}
+            observer.close()
+    report['uptime_after'] = uptime()
+    times = observer.times
+    agent_rows = [r for r in observer.records['agent'] if r['recording']]
+    sim_rows = [r for r in observer.records['sim'] if r['recording']]
+    cpu = [100 * (b - a) / (t1 - t0) for a, b in zip(cpu0, cpu1)]
+    result = {
+        'publish': analyse([s for s, _ in times['state']], [s for s, _ in times['command']],
+                           [s for s, _ in times['episode']]),
+        'receipt': analyse([r for _, r in times['state']], [r for _, r in times['command']],
+                           [r for _, r in times['episode']]),
+        'diagnostics': {
+            'sim_control_dt': observer.latest('sim').get('control_dt', ''),
+            'agent_action_latency_p50_ms': med(agent_rows, 'action_latency_p50_ms'),
+            'agent_action_latency_p99_ms': med(agent_rows, 'action_latency_p99_ms'),
+            'agent_action_latency_p99_ms_max': max(
+                (float(r['action_latency_p99_ms']) for r in agent_rows), default=float('nan')),
+            'agent_updates_per_s': med(agent_rows, 'updates_per_s'),
+            'agent_updates_in_window': (int(agent_rows[-1]['updates'])
+                                        - int(agent_rows[0]['updates'])) if agent_rows else 0,
+            'agent_env_steps_in_window': (int(agent_rows[-1]['env_steps'])
+                                          - int(agent_rows[0]['env_steps']))
+            if agent_rows else 0,
+            'agent_warnings': sorted({r['warnings'] for r in agent_rows if r['warnings']}),
+            'sim_steps_per_s': med(sim_rows, 'steps_per_second'),
+            'sim_real_time_factor': med(sim_rows, 'real_time_factor'),
+            'sim_command_timeouts_in_window': (int(sim_rows[-1]['command_timeouts'])
+                                               - int(sim_rows[0]['command_timeouts']))
+            if sim_rows else 0,
+        },
+        'cpu_sim_pct': cpu[0], 'cpu_agent_pct': cpu[1], 'cpu_observer_pct': cpu[2],
+        'window_s': t1 - t0,
+    }
+    report['result'] = result
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / f'{args.name}.json').write_text(json.dumps(report, indent=2) + '\n')
+    text = markdown(report)
+    (args.out_dir / f'{args.name}.md').write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
