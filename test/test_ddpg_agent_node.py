@@ -292,6 +292,12 @@ def test_resume_restores_networks_optimizers_counters_noise_and_buffer(
                 assert torch.equal(resumed[index]['step'], saved_state['step'])
                 assert torch.equal(resumed[index]['exp_avg'], saved_state['exp_avg'])
         assert second._noise.x.tolist() == checkpoint.extra['noise']['x']
+        # Exploration and replay sampling go on with the streams' next draws, not their first.
+        rng_state = checkpoint.extra['rng_state']
+        assert second._rng.bit_generator.state == rng_state['exploration']
+        assert second.buffer.rng.bit_generator.state == rng_state['replay']
+        fresh = np.random.default_rng(0).bit_generator.state  # seed 0, the default
+        assert rng_state['exploration'] != fresh and rng_state['replay'] != fresh
         assert len(second.buffer) == 139
         with np.load(saved[2].with_suffix('.npz')) as data:
             np.testing.assert_array_equal(second.buffer.obs[:139], data['obs'])

@@ -306,15 +306,33 @@ class DDPGAgentNode(Node):
         self.buffer = ReplayBuffer(self.config.buffer_size, task.obs_dim, task.action_dim,
                                    seed=self.config.seed, device=self.agent.device)
         if checkpoint is not None:
-            if 'noise' in checkpoint.extra:
-                self._noise.load_state_dict(checkpoint.extra['noise'])
+            self._restore_exploration(checkpoint.extra)
             buffer_file = Path(settings.load_checkpoint).with_suffix('.npz')
             if buffer_file.is_file():
                 self.buffer.load(buffer_file)
+            else:
+                self.get_logger().warning(
+                    f'no replay buffer {buffer_file} next to the checkpoint: learning resumes '
+                    'from an empty buffer (save_buffer:=true keeps one with every checkpoint)')
         self.learner = BackgroundLearner(
             self.agent, self.buffer, self.config.batch_size,
             snapshot_every=settings.snapshot_every,
             limit_updates=self.config.updates_per_step > 0.0)
+
+    def _restore_exploration(self, extra: dict[str, Any]) -> None:
+        """Noise state and the random streams of exploration and replay sampling, so that a
+        resumed run draws what the interrupted one would have drawn next, not its first draws
+        again."""
+        if 'noise' in extra:
+            self._noise.load_state_dict(extra['noise'])
+        for name, rng in (('exploration', self._rng), ('replay', self.buffer.rng)):
+            state = extra.get('rng_state', {}).get(name)
+            if state is not None:
+                try:
+                    rng.bit_generator.state = state
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise ValueError(f'checkpoint {self.settings.load_checkpoint} has an '
+                                     f'unusable {name} random state: {exc}') from exc
 
     @property
     def env_steps(self) -> int:
@@ -618,6 +636,8 @@ class DDPGAgentNode(Node):
             recent_mean = float(np.mean(recent)) if recent else -math.inf
             best = max(self._best_return, recent_mean)
             extra = {'task': self.task.name, 'noise': self._noise.state_dict(),
+                     'rng_state': {'exploration': self._rng.bit_generator.state,
+                                   'replay': self.buffer.rng.bit_generator.state},
                      'best_return': best, 'recent_return': recent_mean}
             directory = Path(self.settings.checkpoint_dir)
             path = directory / f'checkpoint_{counters["env_steps"]:09d}.pt'
