@@ -45,9 +45,7 @@ import bisect
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,47 +54,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ros_processes import cpu_seconds, ros_env, start, stop, uptime
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-STOP_TIMEOUT = 15.0
 RESET_MARGIN = (-0.02, 0.1)
 """Seconds around an episode end in which a missed period is by design."""
-
-
-def ros_env(domain_id: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_DOMAIN_ID=str(domain_id),
-               PYTHONUNBUFFERED='1')
-    env.pop('ROS_LOCALHOST_ONLY', None)
-    return env
-
-
-def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    with open(log_path, 'wb') as log:
-        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> int | None:
-    """SIGINT by pid, then SIGKILL by pid if it does not end; the exit status or None."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGINT)
-    try:
-        return process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        return None
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f'/proc/{pid}/stat') as stat:
-        fields = stat.read().rpartition(')')[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
-def uptime() -> str:
-    return subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
 
 
 class Observer:
