@@ -248,6 +248,70 @@ def test_bad_commands_are_rejected_and_reported(
     assert stamp_ns(reached) - stamp_ns(first) == 40_000_000
 
 
+FUZZ_ROUNDS = 3000
+EXTREMES = (np.nan, np.inf, -np.inf)
+"""Values that make a command unusable; 1e308 is finite, so it is clipped, not refused."""
+
+
+def _fuzzed_bad_command(rng: np.random.Generator, actuators: int) -> list[float]:
+    """A command the sim must refuse: a wrong length, or a NaN or infinity among the values."""
+    if rng.random() < 0.5:
+        length = int(rng.choice([0, 1, actuators - 1, actuators + 1, 2 * actuators, 64, 4096]))
+        values = rng.normal(0.0, 1e3, length)
+        values[rng.random(length) < 0.2] = rng.choice(EXTREMES + (1e308, -1e308))
+        return values.tolist()
+    values = rng.uniform(-1.0, 1.0, actuators)
+    values[rng.random(actuators) < 0.5] = 1e308  # large but finite values beside the bad one
+    values[rng.integers(actuators)] = rng.choice(EXTREMES)
+    return values.tolist()
+
+
+def _fuzzed_good_command(rng: np.random.Generator, actuators: int) -> np.ndarray:
+    """A usable command, sometimes far outside the control range (the sim clips those)."""
+    values = rng.uniform(-1.5, 1.5, actuators)
+    wild = rng.random(actuators) < 0.1
+    values[wild] = rng.choice([1e308, -1e308, 1e300, -5e-324], size=int(wild.sum()))
+    return values
+
+
+def test_fuzzed_commands_leave_the_simulation_exactly_as_the_good_ones_alone_would(
+        ros_processes: ProcessGroup, sim_client: SimClient) -> None:
+    """Thousands of malformed commands between good ones: the sim stays up, refuses and
+    counts every bad one, and its trajectory is Gymnasium's under the good commands alone,
+    to 1e-9, so no bad command moved the robot or corrupted its state."""
+    seed = 5
+    sim = start_sim(ros_processes, 'model:=HalfCheetah-v5', f'seed:={seed}')
+    env = gymnasium.make('HalfCheetah-v5').unwrapped
+    task = make_task('half_cheetah')
+    actuators = len(task.action_names)
+    expected, _ = env.reset(seed=seed)
+    msg = sim_client.connect()
+    rng = np.random.default_rng(2024)
+    bad_sent = 0
+    for step in range(FUZZ_ROUNDS):
+        for _ in range(int(rng.integers(0, 4))):
+            sim_client.send(_fuzzed_bad_command(rng, actuators))
+            bad_sent += 1
+        command = _fuzzed_good_command(rng, actuators)
+        msg = sim_client.step(command, after=msg)
+        observation = task.observation(robot_state(task, msg))
+        assert np.isfinite(observation).all(), f'step {step}'
+        # MuJoCo clamps Gymnasium's action to the control range, as the sim does.
+        expected, _, _, _, _ = env.step(command)
+        np.testing.assert_allclose(observation, expected, rtol=0, atol=1e-9,
+                                   err_msg=f'step {step}')
+    env.close()
+    assert bad_sent > 4000
+    assert sim_client.ros.spin_until(
+        lambda: sim_client.latest_status().get('commands_rejected') == str(bad_sent), 5.0), \
+        (bad_sent, sim_client.latest_status())
+    status = sim_client.latest_status()
+    assert status['steps'] == str(FUZZ_ROUNDS)
+    assert status['commands_received'] == str(FUZZ_ROUNDS + bad_sent)
+    assert sim.popen.poll() is None
+    assert 'Traceback' not in sim.output()
+
+
 def test_realtime_steps_at_control_rate_and_zeroes_after_timeout(
         ros_processes: ProcessGroup, sim_client: SimClient) -> None:
     timeout = 0.4
