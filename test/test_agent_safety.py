@@ -5,6 +5,8 @@ transitions between consecutive valid states."""
 from __future__ import annotations
 
 import math
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -14,10 +16,11 @@ from ddpg_ros.checkpoint import CheckpointError, PolicySpec, save_checkpoint
 from ddpg_ros.config import DDPGConfig
 from ddpg_ros.ddpg import DDPG
 from ddpg_ros.envs import spec_for_task
+from ddpg_ros.ros.qos import STATE_QOS
 from ddpg_ros.tasks import make_task
 
 from agent_helpers import (REPLY_TIMEOUT, SMALL_LEARNER, START_TIMEOUT, AgentListener,
-                           joint_state, start_agent, stop_agent)
+                           agent_command, joint_state, start_agent, stop_agent)
 from conftest import ProcessGroup, RosTestNode, node_command
 
 pytestmark = pytest.mark.ros
@@ -218,6 +221,51 @@ def test_watchdog_sends_the_safe_command_once_and_acting_resumes(
     finally:
         stop_agent(ros_node, agent)
     assert np.isfinite(np.array(listener.commands)).all()
+
+
+def test_a_crashed_sim_gets_the_safe_command_and_acting_resumes_when_it_returns(
+        ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
+    """The real pair in realtime mode; the sim is killed (SIGKILL, mid-episode) and later
+    started again, as a robot driver that crashes and is restarted."""
+    timeout = 0.5
+    safe = 0.25
+    sim_command = node_command('mujoco_sim_node', '-p', 'mode:=realtime', '-p', 'seed:=4')
+    sim = ros_processes.start(sim_command, name='mujoco_sim')
+    agent = ros_processes.start(agent_command(
+        state_timeout=timeout, safe_command=f'[{safe}]', learning_starts=1_000_000, seed=4,
+        hidden_sizes='[16, 16]', checkpoint_dir=tmp_path / 'checkpoints',
+        checkpoint_every=0), name='ddpg_agent')
+    listener = AgentListener(ros_node)
+    state_times: list[float] = []
+    ros_node.node.create_subscription(JointState, 'joint_states',
+                                      lambda _: state_times.append(time.monotonic()),
+                                      STATE_QOS)
+    assert ros_node.spin_until(lambda: len(listener.commands) >= 30, START_TIMEOUT), \
+        agent.output()
+    assert safe not in np.concatenate(listener.commands)
+
+    sim.send_signal(signal.SIGKILL)
+    assert sim.wait(REPLY_TIMEOUT) == -signal.SIGKILL
+    count = len(listener.commands)
+    assert ros_node.spin_until(lambda: len(listener.commands) > count, timeout + 3.0), \
+        'no safe command after the sim died'
+    # The commands that crossed the sim's death were answers to states it sent before it.
+    safe_index = next(i for i in range(count, len(listener.commands))
+                      if listener.commands[i][0] == safe)
+    waited = listener.command_times[safe_index] - state_times[-1]
+    print(f'safe command {waited:.3f} s after the last state (state_timeout {timeout} s)')
+    assert timeout - 0.05 <= waited <= timeout + 0.5, waited
+    ros_node.spin_for(1.5)
+    assert len(listener.commands) == safe_index + 1, 'the safe command is sent once, then silence'
+    assert listener.wait_for_status(lambda s: s['acting'] == 'False', timeout=3.0) is not None
+
+    ros_processes.start(sim_command, name='mujoco_sim')
+    assert ros_node.spin_until(lambda: len(listener.commands) > safe_index + 30,
+                               START_TIMEOUT), 'acting did not resume with the new sim'
+    assert listener.wait_for_status(lambda s: s['acting'] == 'True', timeout=3.0) is not None
+    resumed = np.concatenate(listener.commands[safe_index + 1:])
+    assert safe not in resumed and np.isfinite(resumed).all() and (np.abs(resumed) <= 3).all()
+    assert agent.popen.poll() is None
 
 
 def test_learner_faults_are_errors_in_diagnostics_and_acting_goes_on(
