@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +144,37 @@ def save_checkpoint(path: str | os.PathLike, agent: DDPG, spec: PolicySpec,
     finally:
         os.close(fd)
     return path
+
+
+_TEMPORARY = re.compile(r'\..+\.tmp-(\d+)')
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the half-written ``.<name>.tmp-<pid>`` files that a process killed in the
+    middle of a save left in ``directory``; files of processes still running stay.
+
+    :return: the files removed.
+    """
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and path.is_file() and not _process_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ddpg_ros.checkpoint import (CheckpointError, PolicySpec, load_checkpoint,
-                                 save_checkpoint)
+                                 remove_stale_temporaries, save_checkpoint)
 from ddpg_ros.config import DDPGConfig
 from ddpg_ros.ddpg import DDPG
 from ddpg_ros.replay_buffer import ReplayBuffer
@@ -143,3 +143,19 @@ def test_kill_9_during_saves_never_leaves_an_unreadable_checkpoint(tmp_path) -> 
             failures += 1
     assert failures == 0
     assert len(steps_seen) > 1  # the kills really landed at different points
+
+
+def test_remove_stale_temporaries_deletes_only_dead_processes_files(tmp_path) -> None:
+    finished = subprocess.Popen([sys.executable, '-c', 'pass'])
+    finished.wait()
+    dead = [tmp_path / f'.checkpoint_000000100.pt.tmp-{finished.pid}',
+            tmp_path / f'.checkpoint_000000100.npz.tmp-{finished.pid}']
+    alive = tmp_path / f'.best.pt.tmp-{os.getpid()}'  # a save in progress right now
+    others = [tmp_path / 'checkpoint_000000100.pt', tmp_path / '.tmp-12',
+              tmp_path / 'notes.tmp-1']
+    for path in dead + others + [alive]:
+        path.write_bytes(b'x')
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(dead)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in others + [alive])
+    assert remove_stale_temporaries(tmp_path / 'missing') == []

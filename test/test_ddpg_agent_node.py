@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +262,14 @@ def test_resume_restores_networks_optimizers_counters_noise_and_buffer(
         ros_node: RosTestNode, tmp_path) -> None:
     params = dict(reset_service='', state_timeout=0.0, noise_type='ornstein_uhlenbeck',
                   save_buffer=True, keep_checkpoints=2, **SMALL_LEARNER)
+    directory = tmp_path / 'checkpoints'
+    directory.mkdir()
+    # What a process killed mid-save leaves: a temporary file, and a buffer whose checkpoint
+    # was never written. The first is swept at start, the second by pruning.
+    finished = subprocess.Popen([sys.executable, '-c', 'pass'])
+    finished.wait()
+    (directory / f'.checkpoint_000000007.pt.tmp-{finished.pid}').write_bytes(b'half')
+    (directory / 'checkpoint_000000007.npz').write_bytes(b'orphan')
     first = start_agent(ros_node, tmp_path, **params)
     listener = AgentListener(ros_node)
     stamp = [0]
@@ -270,7 +280,6 @@ def test_resume_restores_networks_optimizers_counters_noise_and_buffer(
         drive(ros_node, listener, steps, stamp)
         saved.append(first.save_checkpoint())
     stop_agent(ros_node, first)
-    directory = tmp_path / 'checkpoints'
     # The last two checkpoints with their buffers remain; no episode ended, so no best.pt.
     assert sorted(p.name for p in directory.iterdir()) == sorted(
         [saved[1].name, saved[2].name, saved[1].with_suffix('.npz').name,

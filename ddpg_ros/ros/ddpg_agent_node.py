@@ -56,7 +56,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
-from ddpg_ros.checkpoint import PolicySpec, load_checkpoint, save_checkpoint
+from ddpg_ros.checkpoint import (PolicySpec, load_checkpoint, remove_stale_temporaries,
+                                 save_checkpoint)
 from ddpg_ros.config import DDPGConfig, field_docs
 from ddpg_ros.ddpg import DDPG
 from ddpg_ros.envs import spec_for_task
@@ -240,6 +241,8 @@ class DDPGAgentNode(Node):
         self._checkpoint_writer = threading.Thread(
             target=self._write_periodic_checkpoints, name='ddpg_checkpoints', daemon=True)
         if self._train:
+            for stale in remove_stale_temporaries(settings.checkpoint_dir):
+                self.get_logger().info(f'removed {stale}, left by a process killed mid-save')
             self._checkpoint_writer.start()
         self.get_logger().info(
             f'ready: mode {settings.mode}, task {self.task.name}, joints '
@@ -640,10 +643,13 @@ class DDPGAgentNode(Node):
                                    'replay': self.buffer.rng.bit_generator.state},
                      'best_return': best, 'recent_return': recent_mean}
             directory = Path(self.settings.checkpoint_dir)
+            directory.mkdir(parents=True, exist_ok=True)
             path = directory / f'checkpoint_{counters["env_steps"]:09d}.pt'
-            save_checkpoint(path, agent, self.spec, counters=counters, extra=extra)
             if self.settings.save_buffer:
+                # The buffer first: a checkpoint that exists always has its buffer beside it,
+                # whenever the process dies.
                 self.buffer.save(path.with_suffix('.npz'))
+            save_checkpoint(path, agent, self.spec, counters=counters, extra=extra)
             if recent and recent_mean > self._best_return:
                 save_checkpoint(directory / 'best.pt', agent, self.spec, counters=counters,
                                 extra=extra)
@@ -656,9 +662,15 @@ class DDPGAgentNode(Node):
         keep = self.settings.keep_checkpoints
         if not keep:
             return
-        for old in sorted(directory.glob('checkpoint_*.pt'))[:-keep]:
+        checkpoints = sorted(directory.glob('checkpoint_*.pt'))
+        for old in checkpoints[:-keep]:
             old.unlink(missing_ok=True)
             old.with_suffix('.npz').unlink(missing_ok=True)
+        # A buffer whose checkpoint was never written (the process died between the two).
+        oldest_kept = checkpoints[-keep:][0].stem if checkpoints else ''
+        for buffer in directory.glob('checkpoint_*.npz'):
+            if buffer.stem < oldest_kept and not buffer.with_suffix('.pt').exists():
+                buffer.unlink(missing_ok=True)
 
     def _on_diagnostics_timer(self) -> None:
         self._diagnostics_publisher.publish(self.diagnostics())
