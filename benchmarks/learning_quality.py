@@ -1,7 +1,8 @@
 """Learning quality: ddpg-train vs Stable-Baselines3 DDPG on HalfCheetah-v5, same settings.
 
-Rerun everything (6 runs, at most 2 at a time, 1 torch thread each; resumable, finished runs
-are skipped; about an hour on 2 cores)::
+Rerun everything (9 runs: ddpg-train in float32 and in bfloat16, and SB3, 3 seeds each; at
+most 2 at a time, 1 torch thread each; resumable, finished runs are skipped; about 1.5 hours
+on 2 cores)::
 
     . .venv/bin/activate
     nohup python benchmarks/learning_quality.py --jobs 2 \
@@ -15,9 +16,9 @@ Summarise what has finished (JSON, markdown table, plot) without running anythin
 
     python benchmarks/learning_quality.py --summarize
 
-Both learners: actor/critic lr 1e-3, batch 256, 256-256 nets, 10,000 uniform random steps
+All learners: actor/critic lr 1e-3, batch 256, 256-256 nets, 10,000 uniform random steps
 before learning, then one update per step, Gaussian noise 0.1 of the half range, tau 0.005,
-gamma 0.99, buffer 100k (the whole run). Evaluation protocol, identical for both: every 10,000
+gamma 0.99, buffer 100k (the whole run). Evaluation protocol, identical for all: every 10,000
 steps and at the end, 10 noise-free episodes on a separate env, episode i reset with
 ``seed + 10000 + i``; the final number is the evaluation at 100,000 steps.
 """
@@ -41,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_OUT = HERE / 'out' / 'quality'
 ENV_ID = 'HalfCheetah-v5'
-ALGOS = ('ours', 'sb3')
+ALGOS = ('ours', 'ours_bf16', 'sb3')
+"""ddpg-train in float32 (the default), ddpg-train with ``--precision bfloat16``, SB3."""
 ANCHORS = {
     'CleanRL DDPG HalfCheetah-v4, 1M steps': '10,374 +- 157',
     "TD3 paper's re-tuned DDPG (HalfCheetah, 1M steps)": '8,577',
@@ -66,7 +68,8 @@ def run_dir(out: Path, algo: str, seed: int) -> Path:
 # One run of each learner
 
 
-def run_ours(args: argparse.Namespace, seed: int, directory: Path) -> dict:
+def run_ours(args: argparse.Namespace, seed: int, directory: Path,
+             precision: str = 'float32') -> dict:
     """ddpg-train, the installed CLI, as a subprocess."""
     s = settings(args)
     cmd = [
@@ -79,6 +82,7 @@ def run_ours(args: argparse.Namespace, seed: int, directory: Path) -> dict:
         '--learning-starts', str(args.learning_starts), '--noise-type', 'gaussian',
         '--noise-sigma', str(s['noise_sigma']), '--tau', str(s['tau']),
         '--gamma', str(s['gamma']), '--buffer-size', str(s['buffer_size']), '--device', 'cpu',
+        '--precision', precision,
     ]
     start = time.perf_counter()
     with open(directory / 'train.log', 'w') as log:
@@ -159,7 +163,11 @@ def run_one(args: argparse.Namespace, algo: str, seed: int) -> None:
     if result_path.exists():
         print(f'{algo} seed {seed}: already done ({result_path})', flush=True)
         return
-    record = (run_ours if algo == 'ours' else run_sb3)(args, seed, directory)
+    if algo == 'sb3':
+        record = run_sb3(args, seed, directory)
+    else:
+        record = run_ours(args, seed, directory,
+                          precision='bfloat16' if algo == 'ours_bf16' else 'float32')
     record.update(algo=algo, seed=seed, settings=settings(args),
                   final_eval=record['eval_mean'][-1], final_step=record['eval_steps'][-1],
                   finished=datetime.now(timezone.utc).isoformat(timespec='seconds'))
@@ -227,7 +235,8 @@ def summarize(args: argparse.Namespace) -> dict:
     lines = ['| learner | seeds | final eval return per seed (10 ep., noise-free) | '
              'mean +- std across seeds | wall time per run (s, median) |',
              '| --- | --- | --- | --- | --- |']
-    names = {'ours': 'ddpg_ros (ddpg-train)', 'sb3': 'SB3 2.9.2 DDPG'}
+    names = {'ours': 'ddpg_ros (ddpg-train)', 'ours_bf16': 'ddpg_ros, bfloat16',
+             'sb3': 'SB3 2.9.2 DDPG'}
     for algo in ALGOS:
         a = summary['algos'][algo]
         if not a['final_evals']:
@@ -253,7 +262,7 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    labels = {'ours': 'ddpg_ros', 'sb3': 'SB3 DDPG'}
+    labels = {'ours': 'ddpg_ros', 'ours_bf16': 'ddpg_ros, bfloat16', 'sb3': 'SB3 DDPG'}
     for algo, runs in results.items():
         if not runs:
             continue
