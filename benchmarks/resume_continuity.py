@@ -207,7 +207,7 @@ def plot(report: dict, path: Path) -> None:
         ax.set_xlabel('environment steps')
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel('noise-free return')
-    axes[0][0].legend(loc='lower right', fontsize=8)
+    axes[0][0].legend(loc='upper left', fontsize=8)
     fig.suptitle(f'{report["model"]} through ROS: resumed at the grey line')
     fig.tight_layout()
     fig.savefig(path)

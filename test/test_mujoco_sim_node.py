@@ -301,6 +301,7 @@ def test_fuzzed_commands_leave_the_simulation_exactly_as_the_good_ones_alone_wou
         np.testing.assert_allclose(observation, expected, rtol=0, atol=1e-9,
                                    err_msg=f'step {step}')
     env.close()
+    print(f'{FUZZ_ROUNDS} good commands, {bad_sent} malformed ones between them')
     assert bad_sent > 4000
     assert sim_client.ros.spin_until(
         lambda: sim_client.latest_status().get('commands_rejected') == str(bad_sent), 5.0), \
