@@ -639,8 +639,8 @@ class DDPGAgentNode(Node):
             recent_mean = float(np.mean(recent)) if recent else -math.inf
             best = max(self._best_return, recent_mean)
             extra = {'task': self.task.name, 'noise': self._noise.state_dict(),
-                     'rng_state': {'exploration': self._rng.bit_generator.state,
-                                   'replay': self.buffer.rng.bit_generator.state},
+                     'rng_state': {'exploration': _generator_state(self._rng),
+                                   'replay': _generator_state(self.buffer.rng)},
                      'best_return': best, 'recent_return': recent_mean}
             directory = Path(self.settings.checkpoint_dir)
             directory.mkdir(parents=True, exist_ok=True)
@@ -825,6 +825,13 @@ def _same_sample(previous: RobotState, state: RobotState) -> bool:
     return (previous.stamp == state.stamp
             and np.array_equal(previous.position, state.position)
             and np.array_equal(previous.velocity, state.velocity))
+
+
+def _generator_state(rng: np.random.Generator) -> dict[str, Any]:
+    # Under the generator's own lock: the control loop and the learner thread draw from
+    # these while the checkpoint writer reads them, and numpy draws without the GIL.
+    with rng.bit_generator.lock:
+        return rng.bit_generator.state
 
 
 def _policy_action(snapshot: Actor, obs: np.ndarray) -> np.ndarray:
