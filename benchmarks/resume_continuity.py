@@ -1,9 +1,10 @@
 """Does a resumed ``ddpg_agent`` run continue its learning curve? Figures and a plot.
 
-Rerun (about 3 minutes per seed on 2 idle cores)::
+Rerun (per seed on 2 cores: about 4.5 minutes for HalfCheetah, 2.5 for the pendulum)::
 
     . .venv/bin/activate
-    python benchmarks/resume_continuity.py --seeds 0 1 2
+    python benchmarks/resume_continuity.py --task half_cheetah --seeds 0 1 2
+    python benchmarks/resume_continuity.py --task inverted_pendulum --seeds 0 1 2
 
 For each seed, in a ROS domain claimed with ``test/conftest.py``'s ``claim_domain_id`` and
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (every process ended by its pid), the real nodes
