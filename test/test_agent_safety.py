@@ -223,6 +223,50 @@ def test_watchdog_sends_the_safe_command_once_and_acting_resumes(
     assert np.isfinite(np.array(listener.commands)).all()
 
 
+def test_watchdog_trips_while_a_reset_is_pending_and_nothing_kept_acts_later(
+        ros_node: RosTestNode, tmp_path) -> None:
+    """A robot that falls silent while its reset is pending (a sim dying in its reset):
+    the safe command still comes after state_timeout, not after reset_timeout, and the state
+    kept for the new episode is never acted on."""
+    timeout = 0.4
+    agent = start_agent(ros_node, tmp_path, reset_service='nobody/reset', reset_timeout=60.0,
+                        state_timeout=timeout, safe_command=[0.5], learning_starts=1_000_000,
+                        seed=3, hidden_sizes=[16, 16])
+    listener = AgentListener(ros_node)
+    stamp = [0]
+
+    def publish(hinge: float) -> None:
+        stamp[0] += 40_000_000
+        listener.states.publish(joint_state(['slider', 'hinge'], [0.0, hinge], [0.0, 0.0],
+                                            [0.0, 0.0], stamp[0]))
+
+    try:
+        assert ros_node.spin_until(lambda: listener.states.get_subscription_count() > 0,
+                                   START_TIMEOUT)
+        for _ in range(5):
+            count = len(listener.commands)
+            publish(0.0)
+            assert ros_node.spin_until(lambda: len(listener.commands) > count, REPLY_TIMEOUT)
+        publish(0.5)  # the pole is down: the episode ends and a reset is requested
+        assert ros_node.spin_until(lambda: agent._reset_pending, REPLY_TIMEOUT)
+        publish(0.01)  # a new episode's first state, kept until the reset is confirmed
+        ros_node.spin_until(lambda: agent._kept_state is not None, REPLY_TIMEOUT)
+        last_state_at = time.monotonic()
+        count = len(listener.commands)
+        assert ros_node.spin_until(lambda: len(listener.commands) > count, timeout + 3.0), \
+            'no safe command while the reset was pending'
+        np.testing.assert_array_equal(listener.commands[count], [0.5])
+        assert time.monotonic() - last_state_at < timeout + 1.0
+        ros_node.spin_for(1.0)
+        assert len(listener.commands) == count + 1, 'a kept state was acted on after the trip'
+        # Fresh state: acting resumes on a new chain, the abandoned reset forgotten.
+        publish(0.0)
+        assert ros_node.spin_until(lambda: len(listener.commands) > count + 1, REPLY_TIMEOUT)
+        assert not agent._reset_pending
+    finally:
+        stop_agent(ros_node, agent)
+
+
 def test_a_crashed_sim_gets_the_safe_command_and_acting_resumes_when_it_returns(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
     """The real pair in realtime mode; the sim is killed (SIGKILL, mid-episode) and later

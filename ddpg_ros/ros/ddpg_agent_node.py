@@ -360,7 +360,8 @@ class DDPGAgentNode(Node):
         if self._reset_pending:
             # Lockstep publishes the new initial state before the reset response arrives;
             # keep it and act on it once the reset is confirmed. A re-sent terminal state is
-            # not a new episode's first state.
+            # not a new episode's first state. Either shows the robot is alive.
+            self._last_activity = time.monotonic()
             if not _same_message(msg, self._terminal_state):
                 self._kept_state = msg
             return
@@ -564,13 +565,17 @@ class DDPGAgentNode(Node):
             self._call_reset()
 
     def _on_watchdog_timer(self) -> None:
-        # While a reset is pending the robot is starting an episode; reset_timeout governs.
-        if (self._stopping or self._tripped or self._reset_pending
-                or self._last_activity is None
+        if (self._stopping or self._tripped or self._last_activity is None
                 or time.monotonic() - self._last_activity <= self.settings.state_timeout):
             return
         self._tripped = True
         self._chain = None
+        if self._reset_pending:
+            # The robot went silent while starting an episode (a sim that died during its
+            # reset): give the reset up, so that nothing kept from before acts later.
+            self._reset_pending = False
+            self._reset_future = None
+            self._kept_state = None
         self._stats['watchdog_trips'] += 1
         self._command_publisher.publish(to_float64_multi_array(self._safe_command))
         self._last_command = self._safe_command.copy()
