@@ -1,13 +1,15 @@
 """``ddpg-train``: DDPG on any Gymnasium environment with a continuous action space, no ROS.
 
 Writes into ``--out``: ``checkpoint.pt`` (latest), ``best.pt`` (best evaluation),
-``progress.csv``, ``learning_curve.png`` and TensorBoard event files.
+``progress.csv``, ``learning_curve.png`` and TensorBoard event files; with ``--save-buffer``
+also ``checkpoint.npz``, the replay buffer, so that ``--resume`` continues the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import sys
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddpg_ros.checkpoint import save_checkpoint
+from ddpg_ros.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ddpg_ros.cli import add_config_arguments, config_from_args, run_cli
 from ddpg_ros.config import DDPGConfig
 from ddpg_ros.ddpg import DDPG
@@ -49,6 +51,8 @@ class RunConfig:
     """Show a progress bar (a log line per evaluation when not on a terminal)."""
     tensorboard: bool = True
     """Write TensorBoard event files into the output directory."""
+    save_buffer: bool = False
+    """Write the replay buffer next to ``checkpoint.pt`` as ``checkpoint.npz``."""
 
     def __post_init__(self) -> None:
         for name in ('total_steps', 'eval_every', 'eval_episodes'):
@@ -72,10 +76,13 @@ class TrainResult:
 class _Logger:
     """progress.csv, TensorBoard and the terminal, from one record per evaluation."""
 
-    def __init__(self, out: Path, tensorboard: bool) -> None:
-        self.csv_file = open(out / 'progress.csv', 'w', newline='')
+    def __init__(self, out: Path, tensorboard: bool, append: bool = False) -> None:
+        path = out / 'progress.csv'
+        header = not (append and path.is_file() and path.stat().st_size)
+        self.csv_file = open(path, 'a' if append else 'w', newline='')
         self.csv = csv.DictWriter(self.csv_file, fieldnames=CSV_FIELDS)
-        self.csv.writeheader()
+        if header:
+            self.csv.writeheader()
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -122,22 +129,55 @@ class Trainer:
         self.agent = DDPG(self.spec.obs_dim, self.low, self.high, config)
         self.buffer = ReplayBuffer(min(config.buffer_size, run.total_steps), self.spec.obs_dim,
                                    self.low.size, seed=config.seed, device=self.agent.device)
+        self.rng = np.random.default_rng(config.seed)
         self.noise = make_noise(config.noise_type, config.noise_sigma, self.low, self.high,
-                                np.random.default_rng(config.seed), theta=config.noise_theta)
+                                self.rng, theta=config.noise_theta)
         space.seed(config.seed)
         self.env_steps = 0
         self.episodes = 0
+        self.resumed_from = 0
         self.best_eval_return = -math.inf
         self.eval_steps: list[int] = []
         self.eval_returns: list[float] = []
 
-    def save(self, path: Path) -> Path:
-        """Checkpoint the learner with the run's counters and noise state."""
+    def save(self, path: Path, buffer: bool = False) -> Path:
+        """Checkpoint the learner with the run's counters, noise and random states, and with
+        ``buffer`` its replay buffer first, as ``<path>.npz``."""
+        if buffer:
+            self.buffer.save(path.with_suffix('.npz'))
         return save_checkpoint(path, self.agent, self.spec,
                                counters={'env_steps': self.env_steps, 'episodes': self.episodes},
                                extra={'env_id': self.run_config.env_id,
                                       'noise': self.noise.state_dict(),
+                                      'rng_state': {'exploration': self.rng.bit_generator.state,
+                                                    'replay': self.buffer.rng.bit_generator.state},
                                       'best_eval_return': self.best_eval_return})
+
+    def restore(self, checkpoint: Checkpoint, path: Path) -> bool:
+        """Continue the run that ``checkpoint`` (read from ``path``) stopped: networks,
+        optimizers, counters, noise, random streams, best return, and the replay buffer when
+        its ``.npz`` is beside it. The environment starts a new episode. Build the trainer
+        with the checkpoint's config.
+
+        :return: whether a replay buffer was restored.
+        :raises CheckpointError: written for another robot (task, layout, bounds).
+        """
+        checkpoint.spec.check_matches(self.spec, path)
+        self.agent.load_state_dict(checkpoint.agent_state)
+        self.env_steps = self.resumed_from = checkpoint.counters.get('env_steps', 0)
+        self.episodes = checkpoint.counters.get('episodes', 0)
+        self.best_eval_return = float(checkpoint.extra.get('best_eval_return', -math.inf))
+        if 'noise' in checkpoint.extra:
+            self.noise.load_state_dict(checkpoint.extra['noise'])
+        for name, rng in (('exploration', self.rng), ('replay', self.buffer.rng)):
+            state = checkpoint.extra.get('rng_state', {}).get(name)
+            if state is not None:
+                rng.bit_generator.state = state
+        buffer_file = Path(path).with_suffix('.npz')
+        if not buffer_file.is_file():
+            return False
+        self.buffer.load(buffer_file)
+        return True
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """Uniform random actions until learning starts, then the actor plus noise."""
@@ -149,9 +189,10 @@ class Trainer:
         """Train for ``total_steps`` environment steps and write every output."""
         run, config, env, buffer = self.run_config, self.config, self.env, self.buffer
         run.out.mkdir(parents=True, exist_ok=True)
-        logger = _Logger(run.out, run.tensorboard)
-        bar = _ProgressBar(run)
-        obs, _ = env.reset(seed=config.seed)
+        logger = _Logger(run.out, run.tensorboard, append=self.resumed_from > 0)
+        bar = _ProgressBar(run, initial=self.resumed_from)
+        # A resumed run starts a new episode, from a reset it has not seen before.
+        obs, _ = env.reset(seed=config.seed + self.env_steps)
         episode_return = 0.0
         recent_returns: deque[float] = deque(maxlen=10)
         update_credit = 0.0
@@ -192,7 +233,7 @@ class Trainer:
                     row = {
                         'env_steps': step, 'updates': self.agent.updates,
                         'episodes': self.episodes, 'time_s': round(elapsed, 3),
-                        'steps_per_s': round(step / elapsed, 2),
+                        'steps_per_s': round((step - self.resumed_from) / elapsed, 2),
                         'eval_return_mean': mean, 'eval_return_std': std,
                         'train_return_mean':
                             float(np.mean(recent_returns)) if recent_returns else '',
@@ -204,13 +245,13 @@ class Trainer:
                     if mean > self.best_eval_return:
                         self.best_eval_return = mean
                         self.save(run.out / 'best.pt')
-                    self.save(run.out / 'checkpoint.pt')
+                    self.save(run.out / 'checkpoint.pt', buffer=run.save_buffer)
                     bar.evaluated(step, mean, std)
                 if step % 200 == 0:
                     bar.advance(step, self.agent.updates, recent_returns)
         except KeyboardInterrupt:
             bar.write(f'interrupted at step {self.env_steps}: saving {run.out / "checkpoint.pt"}')
-            self.save(run.out / 'checkpoint.pt')
+            self.save(run.out / 'checkpoint.pt', buffer=run.save_buffer)
             raise
         finally:
             bar.close()
@@ -240,16 +281,17 @@ def _plot(out: Path) -> None:
 class _ProgressBar:
     """tqdm on a terminal; one plain line per evaluation otherwise (CI logs, files)."""
 
-    def __init__(self, run: RunConfig) -> None:
+    def __init__(self, run: RunConfig, initial: int = 0) -> None:
         self.total = run.total_steps
         self.start = time.perf_counter()
+        self.initial = initial
         self.enabled = run.progress
         self.tqdm = None
         if self.enabled and sys.stderr.isatty():
             from tqdm import tqdm
-            self.tqdm = tqdm(total=run.total_steps, unit='step', dynamic_ncols=True,
-                             desc=run.env_id)
-        self.last = 0
+            self.tqdm = tqdm(total=run.total_steps, initial=initial, unit='step',
+                             dynamic_ncols=True, desc=run.env_id)
+        self.last = initial
 
     def advance(self, step: int, updates: int, recent: deque[float]) -> None:
         if self.tqdm is None:
@@ -264,7 +306,7 @@ class _ProgressBar:
     def evaluated(self, step: int, mean: float, std: float) -> None:
         elapsed = time.perf_counter() - self.start
         self.write(f'step {step}/{self.total}  eval return {mean:.1f} +- {std:.1f}  '
-                   f'{step / elapsed:.0f} steps/s')
+                   f'{(step - self.initial) / elapsed:.0f} steps/s')
 
     def write(self, text: str) -> None:
         if not self.enabled:
@@ -296,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help='CPU threads for torch (0 = torch default)')
     parser.add_argument('--no-progress', action='store_true', help='print nothing while running')
     parser.add_argument('--no-tensorboard', action='store_true', help='skip TensorBoard logs')
+    parser.add_argument('--save-buffer', action='store_true',
+                        help='also write the replay buffer beside checkpoint.pt, as '
+                             'checkpoint.npz, so that --resume continues with it')
+    parser.add_argument('--resume', type=Path, metavar='CHECKPOINT',
+                        help="continue the run that this checkpoint.pt stopped, with its "
+                             "hyper-parameters and seed (the flags' are ignored, but "
+                             "--device), its counters, and its checkpoint.npz when there is "
+                             "one; --total-steps counts from the start of that run; --out "
+                             "defaults to the checkpoint's directory")
     add_config_arguments(parser)
     return parser
 
@@ -309,11 +360,29 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f'torch-threads={args.torch_threads} must be >= 0')
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
-        out = args.out or Path('runs') / f'{args.env}-seed{config.seed}'
-        result = train(RunConfig(env_id=args.env, out=out, total_steps=args.total_steps,
-                                 eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-                                 progress=not args.no_progress,
-                                 tensorboard=not args.no_tensorboard), config)
+        checkpoint = None
+        if args.resume is not None:
+            checkpoint = load_checkpoint(args.resume)
+            config = dataclasses.replace(checkpoint.config, device=config.device)
+        out = args.out or (args.resume.parent if args.resume is not None
+                           else Path('runs') / f'{args.env}-seed{config.seed}')
+        trainer = Trainer(RunConfig(env_id=args.env, out=out, total_steps=args.total_steps,
+                                    eval_every=args.eval_every,
+                                    eval_episodes=args.eval_episodes,
+                                    progress=not args.no_progress,
+                                    tensorboard=not args.no_tensorboard,
+                                    save_buffer=args.save_buffer), config)
+        if checkpoint is not None:
+            with_buffer = trainer.restore(checkpoint, args.resume)
+            if trainer.env_steps >= args.total_steps:
+                raise ValueError(f'--total-steps {args.total_steps} is not beyond the '
+                                 f'{trainer.env_steps} steps that {args.resume} has run; it '
+                                 'counts from the start of the run')
+            if not with_buffer:
+                print(f'ddpg-train: warning: no {args.resume.with_suffix(".npz")}: the replay '
+                      'buffer starts empty (--save-buffer keeps one with the checkpoint)',
+                      file=sys.stderr)
+        result = trainer.run()
         final = result.eval_returns[-1] if result.eval_returns else float('nan')
         print(f'checkpoint: {result.checkpoint}')
         print(f'steps: {result.env_steps}  updates: {result.updates}  '

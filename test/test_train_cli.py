@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,6 +96,47 @@ def test_eval_renders_a_gif_offscreen(pendulum_run: Path, tmp_path: Path) -> Non
     frames = iio.imread(video, index=None)
     assert frames.shape[0] > 100 and frames.shape[1:3] == (48, 64)
     assert frames.std() > 0, 'frames are blank'
+
+
+def test_a_resumed_run_continues_its_counters_log_and_learning(tmp_path: Path) -> None:
+    """Half the pendulum budget with --save-buffer, then --resume to the full budget: one
+    continuous log, every update counted once, the buffer carried over, and the learning
+    promise still kept."""
+    _train_pendulum(tmp_path, '--save-buffer', '--no-tensorboard',
+                    '--total-steps', str(PENDULUM_STEPS // 2))
+    first = load_checkpoint(tmp_path / 'checkpoint.pt')
+    assert first.counters['env_steps'] == PENDULUM_STEPS // 2
+    resumed = _train(tmp_path, '--env', 'InvertedPendulum-v5', '--resume',
+                     str(tmp_path / 'checkpoint.pt'), '--total-steps', str(PENDULUM_STEPS),
+                     '--eval-every', '2500', '--eval-episodes', '5', '--torch-threads', '1',
+                     '--save-buffer', '--no-tensorboard', '--actor-lr', '0.5')
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'warning' not in resumed.stderr
+    _assert_learned(tmp_path)  # progress.csv: one header, evaluations 2500 ... 15000
+    last = load_checkpoint(tmp_path / 'checkpoint.pt')
+    assert last.counters['env_steps'] == PENDULUM_STEPS
+    assert last.counters['updates'] == PENDULUM_STEPS - 1000  # none lost, none repeated
+    assert last.config.actor_lr == first.config.actor_lr == 1e-3  # the run's, not the flag's
+    adam_steps = last.agent_state['actor_optimizer']['state'][0]['step']
+    assert int(adam_steps) == PENDULUM_STEPS - 1000, 'Adam restarted instead of resuming'
+    with np.load(tmp_path / 'checkpoint.npz') as buffer:
+        assert len(buffer['rewards']) == PENDULUM_STEPS
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--total-steps', '7000'), 'is not beyond the 7500 steps that'),
+    (('--env', 'InvertedDoublePendulum-v5'), 'does not match this robot'),
+])
+def test_resume_refuses_what_cannot_continue(tmp_path: Path, args, message) -> None:
+    _train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '7500',
+           '--learning-starts', '7500', '--eval-every', '7500', '--eval-episodes', '1',
+           '--no-tensorboard')
+    result = _train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '8000',
+                    '--resume', str(tmp_path / 'checkpoint.pt'), *args, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('ddpg-train: error: '), lines
+    assert message in lines[0]
 
 
 def test_same_seed_same_run(tmp_path: Path) -> None:
