@@ -39,16 +39,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ros_processes import cpu_seconds, ros_env, start, stop, uptime
+from ros_processes import (claim_domain_id, cpu_seconds, report_header, ros_env, start,
+                           stop, uptime)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -403,16 +402,10 @@ def main() -> int:
     if args.role == 'ping':
         return run_ping(args.round_trips)
 
-    sys.path.insert(0, str(ROOT / 'test'))
-    from conftest import claim_domain_id
-
     log_dir = Path(tempfile.mkdtemp(prefix='lockstep_throughput_'))
     report: dict = {
-        'date_utc': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-        'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores',
-        'command': 'python benchmarks/lockstep_throughput.py ' + ' '.join(sys.argv[1:]),
-        'args': {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        'log_dir': str(log_dir), 'uptime_before': uptime(),
+        **report_header(args),
+        'log_dir': str(log_dir),
     }
     print(f'logs in {log_dir}; {report["uptime_before"]}', flush=True)
     with claim_domain_id() as domain_id:

@@ -44,17 +44,16 @@ import argparse
 import bisect
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from ros_processes import cpu_seconds, ros_env, start, stop, uptime
+from ros_processes import (claim_domain_id, cpu_seconds, report_header, ros_env, start,
+                           stop, uptime)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -235,16 +234,10 @@ def main() -> int:
     args = parser.parse_args()
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.pop('ROS_LOCALHOST_ONLY', None)
-    sys.path.insert(0, str(ROOT / 'test'))
-    from conftest import claim_domain_id
-
     log_dir = Path(tempfile.mkdtemp(prefix='realtime_latency_'))
     report: dict = {
-        'date_utc': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-        'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores',
-        'command': 'python benchmarks/realtime_latency.py ' + ' '.join(sys.argv[1:]),
-        'args': {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        'log_dir': str(log_dir), 'uptime_before': uptime(),
+        **report_header(args),
+        'log_dir': str(log_dir),
     }
     print(f'logs in {log_dir}; {report["uptime_before"]}', flush=True)
     hidden = '[' + ', '.join(str(h) for h in args.hidden_sizes) + ']'

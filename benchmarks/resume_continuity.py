@@ -36,17 +36,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ros_processes import ros_env, start, stop, uptime
+from ros_processes import claim_domain_id, report_header, ros_env, start, stop, uptime
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -237,17 +234,11 @@ def main() -> int:
     if args.resume_at % args.checkpoint_every or not 0 < args.resume_at < args.steps:
         parser.error('--resume-at must be a multiple of --checkpoint-every below --steps')
 
-    sys.path.insert(0, str(ROOT / 'test'))
-    from conftest import claim_domain_id
-
     work = Path(tempfile.mkdtemp(prefix='resume_continuity_'))
     report: dict = {
-        'date_utc': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-        'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores',
-        'command': 'python benchmarks/resume_continuity.py ' + ' '.join(sys.argv[1:]),
-        'args': {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **report_header(args),
         'model': TASKS[args.task]['model'], 'learner': {**TASKS[args.task]['learner'], **COMMON},
-        'work_dir': str(work), 'uptime_before': uptime(), 'runs': {},
+        'work_dir': str(work), 'runs': {},
     }
     print(f'checkpoints and logs in {work}; {report["uptime_before"]}', flush=True)
     with claim_domain_id() as domain_id:

@@ -1,27 +1,41 @@
-"""Starting and ending the node processes a ROS benchmark runs, on loopback DDS.
+"""What the ROS benchmarks share: a ROS domain of their own on loopback DDS, the node
+processes they start and end by pid, and the header of their reports.
 
 Every process gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and the benchmark's own domain
-id, writes its output to a log file, and is ended by its pid (SIGINT, then SIGKILL).
+id (claimed as the tests claim theirs), writes its output to a log file, and is ended by its
+pid (SIGINT, then SIGKILL).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
 import signal
 import subprocess
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'test'))
+from conftest import claim_domain_id, loopback_env as ros_env  # noqa: E402
 
 STOP_TIMEOUT = 15.0
 """Seconds a node gets to end after SIGINT before it is killed."""
 
+__all__ = ['claim_domain_id', 'cpu_seconds', 'report_header', 'ros_env', 'start', 'stop',
+           'uptime']
 
-def ros_env(domain_id: int) -> dict[str, str]:
-    """This process's environment, confined to ``domain_id`` on loopback."""
-    env = dict(os.environ)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_DOMAIN_ID=str(domain_id),
-               PYTHONUNBUFFERED='1')
-    env.pop('ROS_LOCALHOST_ONLY', None)
-    return env
+
+def report_header(args: argparse.Namespace) -> dict:
+    """When, where and how a benchmark ran: the first keys of its JSON report."""
+    return {
+        'date_utc': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        'machine': f'{platform.processor() or platform.machine()}, {os.cpu_count()} cores',
+        'command': f'python benchmarks/{Path(sys.argv[0]).name} ' + ' '.join(sys.argv[1:]),
+        'args': {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        'uptime_before': uptime(),
+    }
 
 
 def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:

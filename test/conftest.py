@@ -207,14 +207,19 @@ def ros_domain_id() -> Iterator[int]:
         yield domain_id
 
 
-@pytest.fixture
-def ros_env(ros_domain_id: int) -> dict[str, str]:
+def loopback_env(domain_id: int) -> dict[str, str]:
+    """This process's environment, confined to ``domain_id`` on loopback DDS."""
     env = dict(os.environ)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_DOMAIN_ID=str(ros_domain_id),
+    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_DOMAIN_ID=str(domain_id),
                PYTHONUNBUFFERED='1')
     # The deprecated variable would override the new one on some distros; one rule only.
     env.pop('ROS_LOCALHOST_ONLY', None)
     return env
+
+
+@pytest.fixture
+def ros_env(ros_domain_id: int) -> dict[str, str]:
+    return loopback_env(ros_domain_id)
 
 
 @pytest.fixture
