@@ -845,30 +845,32 @@ def _policy_action(snapshot: Actor, obs: np.ndarray) -> np.ndarray:
         return snapshot(torch.as_tensor(obs, dtype=torch.float32)).numpy().astype(np.float64)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+SPIN_TIMEOUT = 0.25
+"""Seconds the main loop may wait for work before it checks for a stop request."""
 
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C, SIGTERM or ``total_steps``; 1 if it cannot start.
 
     rclpy's own signal handling is off: it would shut the context down before the node
-    could checkpoint and send the safe command. SIGINT and SIGTERM both raise
-    ``KeyboardInterrupt`` in the spinning thread instead, at the next wake-up of the
-    executor (the diagnostics timer guarantees one a second).
+    could checkpoint and send the safe command. SIGINT and SIGTERM only set a flag, which the
+    spin loop reads between callbacks (within ``SPIN_TIMEOUT``). An exception raised from the
+    handler instead could land inside rclpy's C++ code taking a message, where pybind11 turns
+    it into a ``RuntimeError`` and the node would exit with a traceback.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    stop_requested = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop_requested.set())
     node: DDPGAgentNode | None = None
     executor = SingleThreadedExecutor()
     try:
         node = DDPGAgentNode()
         executor.add_node(node)
         # The control step that reaches total_steps sets `finished` in this very thread.
-        while rclpy.ok() and not node.finished.is_set():
-            executor.spin_once()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while rclpy.ok() and not node.finished.is_set() and not stop_requested.is_set():
+            executor.spin_once(timeout_sec=SPIN_TIMEOUT)
+    except ExternalShutdownException:
         pass
     except (ValueError, ParameterException) as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {exc}')
