@@ -46,8 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ros_processes import (claim_domain_id, cpu_seconds, report_header, ros_env, start,
-                           stop, uptime)
+from ros_processes import (DiagnosticsObserver, claim_domain_id, cpu_seconds, report_header,
+                           ros_env, start, stop, uptime)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -165,54 +165,15 @@ def measure_floor(args: argparse.Namespace, env: dict[str, str], log_dir: Path) 
 
 
 # ----------------------------------------------------------------------------- the pair
-class Observer:
-    """An rclpy node in this process: /diagnostics of both nodes, set_training client."""
+class Observer(DiagnosticsObserver):
+    """/diagnostics of both nodes, and the agent's set_training service."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
         from std_srvs.srv import SetBool
-
-        from ddpg_ros.ros.qos import DIAGNOSTICS_QOS
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node('lockstep_benchmark', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.records: dict[str, list[dict]] = {'agent': [], 'sim': []}
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
-                                      DIAGNOSTICS_QOS)
+        super().__init__(domain_id, 'lockstep_benchmark')
         self.set_training_client = self.node.create_client(SetBool,
                                                            '/ddpg_agent/set_training')
         self._SetBool = SetBool
-
-    def _on_diagnostics(self, msg) -> None:
-        now = time.monotonic()
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        for status in msg.status:
-            values = {kv.key: kv.value for kv in status.values}
-            who = ('agent' if status.name.startswith('ddpg_agent') else
-                   'sim' if status.name.startswith('mujoco_sim') else None)
-            if who:
-                self.records[who].append({'received': now, 'stamp': stamp,
-                                          'message': status.message, **values})
-
-    def spin_until(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self.executor.spin_once(timeout_sec=min(remaining, 0.1))
-        return True
-
-    def spin_for(self, seconds: float) -> None:
-        self.spin_until(lambda: False, seconds)
-
-    def latest(self, who: str) -> dict:
-        return self.records[who][-1] if self.records[who] else {}
 
     def set_training(self, enabled: bool) -> str:
         if not self.set_training_client.wait_for_service(timeout_sec=10.0):
@@ -224,11 +185,6 @@ class Observer:
         if not response.success:
             raise RuntimeError(f'set_training({enabled}) failed: {response.message}')
         return response.message
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
 
 
 def window_rates(records: list[dict], t0: float, t1: float, counters: tuple[str, ...]

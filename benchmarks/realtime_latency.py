@@ -52,8 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ros_processes import (claim_domain_id, cpu_seconds, report_header, ros_env, start,
-                           stop, uptime)
+from ros_processes import (DiagnosticsObserver, claim_domain_id, cpu_seconds, report_header,
+                           ros_env, start, stop, uptime)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -61,70 +61,33 @@ RESET_MARGIN = (-0.02, 0.1)
 """Seconds around an episode end in which a missed period is by design."""
 
 
-class Observer:
-    """Timestamps of states, commands and episode ends; /diagnostics of both nodes."""
+class Observer(DiagnosticsObserver):
+    """Timestamps of states, commands and episode ends; /diagnostics of both nodes, each
+    marked with whether it came inside the measured window."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64, Float64MultiArray
 
-        from ddpg_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, STATE_QOS
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node('realtime_latency_observer', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
+        from ddpg_ros.ros.qos import COMMAND_QOS, STATE_QOS
         self.recording = False
+        super().__init__(domain_id, 'realtime_latency_observer')
         self.times: dict[str, list[tuple[int, int]]] = {'state': [], 'command': [],
                                                         'episode': []}
-        self.records: dict[str, list[dict]] = {'agent': [], 'sim': []}
         self.node.create_subscription(JointState, 'joint_states',
                                       lambda m, i: self._keep('state', i), STATE_QOS)
         self.node.create_subscription(Float64MultiArray, 'effort_controller/commands',
                                       lambda m, i: self._keep('command', i), COMMAND_QOS)
         self.node.create_subscription(Float64, 'ddpg_agent/episode_return',
                                       lambda m, i: self._keep('episode', i), 10)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
-                                      DIAGNOSTICS_QOS)
+
+    def annotate(self) -> dict:
+        return {'recording': self.recording}
 
     def _keep(self, kind: str, info) -> None:
         if self.recording:
             self.times[kind].append((int(info['source_timestamp']),
                                      int(info['received_timestamp'])))
-
-    def _on_diagnostics(self, msg) -> None:
-        now = time.monotonic()
-        for status in msg.status:
-            values = {kv.key: kv.value for kv in status.values}
-            who = ('agent' if status.name.startswith('ddpg_agent') else
-                   'sim' if status.name.startswith('mujoco_sim') else None)
-            if who:
-                self.records[who].append({'received': now, 'recording': self.recording,
-                                          'message': status.message, **values})
-
-    def spin_until(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self.executor.spin_once(timeout_sec=min(remaining, 0.1))
-        return True
-
-    def spin_for(self, seconds: float) -> None:
-        self.spin_until(lambda: False, seconds)
-
-    def latest(self, who: str) -> dict:
-        return self.records[who][-1] if self.records[who] else {}
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.context.try_shutdown()
 
 
 def pct(values: list[float] | np.ndarray, q: float) -> float:

@@ -14,17 +14,53 @@ import platform
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'test'))
-from conftest import claim_domain_id, loopback_env as ros_env  # noqa: E402
+from conftest import RosTestNode, claim_domain_id, loopback_env as ros_env  # noqa: E402
 
 STOP_TIMEOUT = 15.0
 """Seconds a node gets to end after SIGINT before it is killed."""
 
-__all__ = ['claim_domain_id', 'cpu_seconds', 'report_header', 'ros_env', 'start', 'stop',
-           'uptime']
+__all__ = ['DiagnosticsObserver', 'claim_domain_id', 'cpu_seconds', 'report_header',
+           'ros_env', 'start', 'stop', 'uptime']
+
+
+class DiagnosticsObserver(RosTestNode):
+    """An rclpy node in this process (the tests' :class:`RosTestNode`: its own context,
+    ``spin_until``, ``spin_for``, ``close``) that keeps every ``/diagnostics`` status of the
+    agent and the sim, with the time it arrived and its header stamp."""
+
+    def __init__(self, domain_id: int, name: str) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from ddpg_ros.ros.qos import DIAGNOSTICS_QOS
+        super().__init__(domain_id, name)
+        self.records: dict[str, list[dict]] = {'agent': [], 'sim': []}
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                      DIAGNOSTICS_QOS)
+
+    def annotate(self) -> dict:
+        """Extra keys for each record; a benchmark's own marks (e.g. a window)."""
+        return {}
+
+    def _on_diagnostics(self, msg) -> None:
+        now = time.monotonic()
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            who = ('agent' if status.name.startswith('ddpg_agent') else
+                   'sim' if status.name.startswith('mujoco_sim') else None)
+            if who:
+                self.records[who].append({'received': now, 'stamp': stamp,
+                                          'message': status.message, **self.annotate(),
+                                          **values})
+
+    def latest(self, who: str) -> dict:
+        """The newest record of ``who`` ('agent' or 'sim'), {} before the first."""
+        return self.records[who][-1] if self.records[who] else {}
 
 
 def report_header(args: argparse.Namespace) -> dict:

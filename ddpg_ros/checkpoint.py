@@ -146,6 +146,38 @@ def save_checkpoint(path: str | os.PathLike, agent: DDPG, spec: PolicySpec,
     return path
 
 
+def random_states(generators: dict[str, np.random.Generator]) -> dict[str, dict[str, Any]]:
+    """The states of named numpy generators, for a checkpoint's ``extra['rng_state']``.
+
+    Each is read under its generator's lock: another thread may be drawing from it, and
+    numpy draws without the GIL.
+    """
+    states = {}
+    for name, rng in generators.items():
+        with rng.bit_generator.lock:
+            states[name] = rng.bit_generator.state
+    return states
+
+
+def restore_random_states(checkpoint: Checkpoint, path: str | os.PathLike,
+                          generators: dict[str, np.random.Generator]) -> None:
+    """Set each named generator to the state :func:`random_states` saved in ``checkpoint``,
+    so that a resumed run draws what the interrupted one would have drawn next. Names the
+    checkpoint lacks (older checkpoints) are left as they are.
+
+    :raises CheckpointError: a saved state that numpy cannot use.
+    """
+    saved = checkpoint.extra.get('rng_state', {})
+    for name, rng in generators.items():
+        if saved.get(name) is None:
+            continue
+        try:
+            rng.bit_generator.state = saved[name]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f'checkpoint {path} has an unusable {name} random state: '
+                                  f'{exc}') from exc
+
+
 _TEMPORARY = re.compile(r'\..+\.tmp-(\d+)')
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddpg_ros.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ddpg_ros.checkpoint import (Checkpoint, load_checkpoint, random_states,
+                                 restore_random_states, save_checkpoint)
 from ddpg_ros.cli import add_config_arguments, config_from_args, run_cli
 from ddpg_ros.config import DDPGConfig
 from ddpg_ros.ddpg import DDPG
@@ -149,8 +150,7 @@ class Trainer:
                                counters={'env_steps': self.env_steps, 'episodes': self.episodes},
                                extra={'env_id': self.run_config.env_id,
                                       'noise': self.noise.state_dict(),
-                                      'rng_state': {'exploration': self.rng.bit_generator.state,
-                                                    'replay': self.buffer.rng.bit_generator.state},
+                                      'rng_state': random_states(self._random_streams()),
                                       'best_eval_return': self.best_eval_return})
 
     def restore(self, checkpoint: Checkpoint, path: Path) -> bool:
@@ -169,15 +169,15 @@ class Trainer:
         self.best_eval_return = float(checkpoint.extra.get('best_eval_return', -math.inf))
         if 'noise' in checkpoint.extra:
             self.noise.load_state_dict(checkpoint.extra['noise'])
-        for name, rng in (('exploration', self.rng), ('replay', self.buffer.rng)):
-            state = checkpoint.extra.get('rng_state', {}).get(name)
-            if state is not None:
-                rng.bit_generator.state = state
+        restore_random_states(checkpoint, path, self._random_streams())
         buffer_file = Path(path).with_suffix('.npz')
         if not buffer_file.is_file():
             return False
         self.buffer.load(buffer_file)
         return True
+
+    def _random_streams(self) -> dict[str, np.random.Generator]:
+        return {'exploration': self.rng, 'replay': self.buffer.rng}
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """Uniform random actions until learning starts, then the actor plus noise."""

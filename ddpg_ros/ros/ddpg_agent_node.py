@@ -56,7 +56,8 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
-from ddpg_ros.checkpoint import (PolicySpec, load_checkpoint, remove_stale_temporaries,
+from ddpg_ros.checkpoint import (PolicySpec, load_checkpoint, random_states,
+                                 remove_stale_temporaries, restore_random_states,
                                  save_checkpoint)
 from ddpg_ros.config import DDPGConfig, field_docs
 from ddpg_ros.ddpg import DDPG
@@ -309,7 +310,9 @@ class DDPGAgentNode(Node):
         self.buffer = ReplayBuffer(self.config.buffer_size, task.obs_dim, task.action_dim,
                                    seed=self.config.seed, device=self.agent.device)
         if checkpoint is not None:
-            self._restore_exploration(checkpoint.extra)
+            if 'noise' in checkpoint.extra:
+                self._noise.load_state_dict(checkpoint.extra['noise'])
+            restore_random_states(checkpoint, settings.load_checkpoint, self._random_streams())
             buffer_file = Path(settings.load_checkpoint).with_suffix('.npz')
             if buffer_file.is_file():
                 self.buffer.load(buffer_file)
@@ -322,20 +325,9 @@ class DDPGAgentNode(Node):
             snapshot_every=settings.snapshot_every,
             limit_updates=self.config.updates_per_step > 0.0)
 
-    def _restore_exploration(self, extra: dict[str, Any]) -> None:
-        """Noise state and the random streams of exploration and replay sampling, so that a
-        resumed run draws what the interrupted one would have drawn next, not its first draws
-        again."""
-        if 'noise' in extra:
-            self._noise.load_state_dict(extra['noise'])
-        for name, rng in (('exploration', self._rng), ('replay', self.buffer.rng)):
-            state = extra.get('rng_state', {}).get(name)
-            if state is not None:
-                try:
-                    rng.bit_generator.state = state
-                except (TypeError, ValueError, KeyError) as exc:
-                    raise ValueError(f'checkpoint {self.settings.load_checkpoint} has an '
-                                     f'unusable {name} random state: {exc}') from exc
+    def _random_streams(self) -> dict[str, np.random.Generator]:
+        # Exploration (warm-up actions and noise) and replay sampling (the learner thread).
+        return {'exploration': self._rng, 'replay': self.buffer.rng}
 
     @property
     def env_steps(self) -> int:
@@ -644,8 +636,7 @@ class DDPGAgentNode(Node):
             recent_mean = float(np.mean(recent)) if recent else -math.inf
             best = max(self._best_return, recent_mean)
             extra = {'task': self.task.name, 'noise': self._noise.state_dict(),
-                     'rng_state': {'exploration': _generator_state(self._rng),
-                                   'replay': _generator_state(self.buffer.rng)},
+                     'rng_state': random_states(self._random_streams()),
                      'best_return': best, 'recent_return': recent_mean}
             directory = Path(self.settings.checkpoint_dir)
             directory.mkdir(parents=True, exist_ok=True)
@@ -830,13 +821,6 @@ def _same_sample(previous: RobotState, state: RobotState) -> bool:
     return (previous.stamp == state.stamp
             and np.array_equal(previous.position, state.position)
             and np.array_equal(previous.velocity, state.velocity))
-
-
-def _generator_state(rng: np.random.Generator) -> dict[str, Any]:
-    # Under the generator's own lock: the control loop and the learner thread draw from
-    # these while the checkpoint writer reads them, and numpy draws without the GIL.
-    with rng.bit_generator.lock:
-        return rng.bit_generator.state
 
 
 def _policy_action(snapshot: Actor, obs: np.ndarray) -> np.ndarray:
