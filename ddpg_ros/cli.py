@@ -6,28 +6,50 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from ddpg_ros.config import DDPGConfig, field_docs
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per :class:`DDPGConfig` field, with its default and docstring."""
-    group = parser.add_argument_group('DDPG hyper-parameters')
+def add_config_arguments(parser: argparse.ArgumentParser, preset_note: str = '') -> None:
+    """One ``--flag`` per :class:`DDPGConfig` field, with its default and docstring.
+
+    A flag that is not given is absent from the parsed namespace (not set to its default), so
+    that a preset can supply the value; see :func:`given_config_values`.
+
+    :param preset_note: said in the group's description, e.g. where the values come from.
+    """
+    group = parser.add_argument_group('DDPG hyper-parameters', preset_note or None)
     docs = field_docs()
     defaults = DDPGConfig()
     for f in dataclasses.fields(DDPGConfig):
         flag = '--' + f.name.replace('_', '-')
         default = getattr(defaults, f.name)
+        shown = ' '.join(str(h) for h in default) if f.name == 'hidden_sizes' else default
+        # The help text shows DDPGConfig's default; the parsed value stays "not given".
+        help_text = f'{docs.get(f.name, "")} (DDPGConfig default: {shown})'.replace('%', '%%')
         if f.name == 'hidden_sizes':
-            group.add_argument(flag, type=int, nargs='+', default=list(default),
-                               help=docs.get(f.name))
+            group.add_argument(flag, type=int, nargs='+', default=argparse.SUPPRESS,
+                               help=help_text)
         else:
-            group.add_argument(flag, type=type(default), default=default, help=docs.get(f.name))
+            group.add_argument(flag, type=type(default), default=argparse.SUPPRESS,
+                               help=help_text)
 
 
-def config_from_args(args: argparse.Namespace) -> DDPGConfig:
-    """Build (and so validate) the config from parsed flags."""
-    return DDPGConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DDPGConfig)})
+def given_config_values(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the :class:`DDPGConfig` fields that were given as flags, and only those."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(DDPGConfig)
+            if hasattr(args, f.name)}
+
+
+def config_from_args(args: argparse.Namespace,
+                     base: dict[str, Any] | None = None) -> DDPGConfig:
+    """Build (and so validate) the config: ``base`` (a preset), then the given flags over it.
+
+    :param base: DDPGConfig keyword arguments the flags override; fields in neither keep
+        DDPGConfig's defaults.
+    """
+    return DDPGConfig(**{**(base or {}), **given_config_values(args)})
 
 
 def run_cli(prog: str, body: Callable[[], int]) -> int:

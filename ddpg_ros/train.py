@@ -22,12 +22,13 @@ import torch
 
 from ddpg_ros.checkpoint import (Checkpoint, load_checkpoint, random_states,
                                  restore_random_states, save_checkpoint)
-from ddpg_ros.cli import add_config_arguments, config_from_args, run_cli
+from ddpg_ros.cli import add_config_arguments, config_from_args, given_config_values, run_cli
 from ddpg_ros.config import DDPGConfig
 from ddpg_ros.ddpg import DDPG
 from ddpg_ros.envs import make_env, spec_for_env
 from ddpg_ros.evaluation import evaluate
 from ddpg_ros.noise import make_noise
+from ddpg_ros.presets import NO_PRESET, PRESETS_FILE, describe, preset_for, preset_names
 from ddpg_ros.replay_buffer import ReplayBuffer
 
 CSV_FIELDS = ('env_steps', 'updates', 'episodes', 'time_s', 'steps_per_s', 'eval_return_mean',
@@ -347,15 +348,39 @@ def build_parser() -> argparse.ArgumentParser:
                              "--device), its counters, and its checkpoint.npz when there is "
                              "one; --total-steps counts from the start of that run; --out "
                              "defaults to the checkpoint's directory")
-    add_config_arguments(parser)
+    parser.add_argument('--preset', metavar='NAME', default=argparse.SUPPRESS,
+                        help="start from this env id's preset instead of --env's; "
+                             f"'{NO_PRESET}' for the plain DDPGConfig defaults "
+                             '(default: the preset of --env, when there is one)')
+    add_config_arguments(parser, preset_note=(
+        f'Unset flags take their value from the preset of --env in {PRESETS_FILE.name} '
+        "(printed at start), else DDPGConfig's default; a flag given overrides one value. "
+        'seed and device are never part of a preset.'))
     return parser
+
+
+def _preset_config(args: argparse.Namespace) -> tuple[DDPGConfig, str]:
+    """Return the run's config, the preset's values under the flags given, and the line
+    that says where its values came from."""
+    given = given_config_values(args)
+    overrides = f'; flags override {describe(given)}' if given else ''
+    asked = getattr(args, 'preset', None)
+    if asked == NO_PRESET:
+        return config_from_args(args), f'--preset {NO_PRESET}: DDPGConfig defaults{overrides}'
+    name = asked or args.env
+    preset = preset_for(name, required=asked is not None)
+    if preset is None:
+        return config_from_args(args), (
+            f'no preset for {name}: DDPGConfig defaults{overrides} '
+            f'(presets: {", ".join(preset_names())})')
+    return config_from_args(args, preset), f'preset {name}: {describe(preset)}{overrides}'
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        config = config_from_args(args)
+        config, origin = _preset_config(args)
         if args.torch_threads < 0:
             raise ValueError(f'torch-threads={args.torch_threads} must be >= 0')
         if args.torch_threads:
@@ -382,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f'ddpg-train: warning: no {args.resume.with_suffix(".npz")}: the replay '
                       'buffer starts empty (--save-buffer keeps one with the checkpoint)',
                       file=sys.stderr)
+        if checkpoint is None:
+            # Said once the flags and the environment are known to be good, so that bad input
+            # still ends in exactly one error line.
+            print(f'ddpg-train: {origin}', file=sys.stderr, flush=True)
         result = trainer.run()
         final = result.eval_returns[-1] if result.eval_returns else float('nan')
         print(f'checkpoint: {result.checkpoint}')
