@@ -1,4 +1,5 @@
-"""One checkpoint format for ``ddpg-train``, ``ddpg-eval`` and the ``ddpg_agent`` node.
+"""
+One checkpoint format for ``ddpg-train``, ``ddpg-eval`` and the ``ddpg_agent`` node.
 
 A checkpoint is a single ``torch.save`` file holding only tensors and plain Python types
 (dicts, lists, strings, numbers), so it is read with ``torch.load(weights_only=True)``,
@@ -99,7 +100,7 @@ class Checkpoint:
     extra: dict[str, Any]
 
     def build_agent(self, device: str | None = None, optimizers: bool = True) -> DDPG:
-        """A :class:`DDPG` with this checkpoint's networks (and optimizers) loaded."""
+        """Build a :class:`DDPG` with this checkpoint's networks (and optimizers) loaded."""
         config = self.config
         if device is not None:
             config = dataclasses.replace(config, device=device)
@@ -112,7 +113,8 @@ class Checkpoint:
 def save_checkpoint(path: str | os.PathLike, agent: DDPG, spec: PolicySpec,
                     counters: dict[str, int] | None = None,
                     extra: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically and return its path.
+    """
+    Write a checkpoint atomically and return its path.
 
     :param counters: e.g. ``env_steps``, ``episodes`` (``updates`` is taken from the agent).
     :param extra: plain-typed data (noise state, best return, ...); no arbitrary objects.
@@ -147,7 +149,8 @@ def save_checkpoint(path: str | os.PathLike, agent: DDPG, spec: PolicySpec,
 
 
 def random_states(generators: dict[str, np.random.Generator]) -> dict[str, dict[str, Any]]:
-    """The states of named numpy generators, for a checkpoint's ``extra['rng_state']``.
+    """
+    Return the states of named numpy generators, for a checkpoint's ``extra['rng_state']``.
 
     Each is read under its generator's lock: another thread may be drawing from it, and
     numpy draws without the GIL.
@@ -161,8 +164,10 @@ def random_states(generators: dict[str, np.random.Generator]) -> dict[str, dict[
 
 def restore_random_states(checkpoint: Checkpoint, path: str | os.PathLike,
                           generators: dict[str, np.random.Generator]) -> None:
-    """Set each named generator to the state :func:`random_states` saved in ``checkpoint``,
-    so that a resumed run draws what the interrupted one would have drawn next. Names the
+    """
+    Set each named generator to the state :func:`random_states` saved in ``checkpoint``.
+
+    So a resumed run draws what the interrupted one would have drawn next. Names the
     checkpoint lacks (older checkpoints) are left as they are.
 
     :raises CheckpointError: a saved state that numpy cannot use.
@@ -182,8 +187,11 @@ _TEMPORARY = re.compile(r'\..+\.tmp-(\d+)')
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Delete the half-written ``.<name>.tmp-<pid>`` files that a process killed in the
-    middle of a save left in ``directory``; files of processes still running stay.
+    """
+    Delete the half-written ``.<name>.tmp-<pid>`` files of killed saves in ``directory``.
+
+    A process killed in the middle of a save leaves one behind; files of processes still
+    running stay.
 
     :return: the files removed.
     """
@@ -211,7 +219,8 @@ def _process_alive(pid: int) -> bool:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 'cpu'
                     ) -> Checkpoint:
-    """Read and validate a checkpoint without unpickling arbitrary objects.
+    """
+    Read and validate a checkpoint without unpickling arbitrary objects.
 
     :raises CheckpointError: missing file, unreadable or unsafe content, or another format.
     """

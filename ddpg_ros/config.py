@@ -102,7 +102,8 @@ def _check(ok: bool, name: str, value: Any, rule: str) -> None:
 
 
 def field_docs(cls: type = DDPGConfig) -> dict[str, str]:
-    """The one-line description of every setting, read from the attribute docstrings.
+    """
+    Return the one-line description of every setting, read from the attribute docstrings.
 
     :param cls: a dataclass documented the way :class:`DDPGConfig` is.
     """

@@ -1,4 +1,5 @@
-"""The DDPG learner: actor, critic, their target networks and the update rule.
+"""
+The DDPG learner: actor, critic, their target networks and the update rule.
 
 Follows Spinning Up's DDPG (Lillicrap et al., 2016):
 
@@ -47,7 +48,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """Polyak averaging ``theta' <- tau * theta + (1 - tau) * theta'``, in place.
+    """
+    Polyak averaging ``theta' <- tau * theta + (1 - tau) * theta'``, in place.
 
     ``lerp(theta', theta, tau) = theta' + tau * (theta - theta')`` is the same formula in one
     fused kernel per parameter list.
@@ -57,7 +59,8 @@ def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
 
 
 class DDPG:
-    """Actor, critic, targets and optimizers, with the DDPG update.
+    """
+    Actor, critic, targets and optimizers, with the DDPG update.
 
     :param obs_dim: length of the observation vector.
     :param action_low: lower action bound per dimension.
@@ -106,7 +109,8 @@ class DDPG:
         return self.actor(obs_t).cpu().numpy().astype(np.float64)
 
     def critic_target_values(self, batch: Batch) -> torch.Tensor:
-        """``y = r + gamma * (1 - terminated) * Q'(s', mu'(s'))``.
+        """
+        ``y = r + gamma * (1 - terminated) * Q'(s', mu'(s'))``.
 
         Only a true termination stops bootstrapping; a time-limit truncation was stored with
         ``terminated = 0`` so its next state keeps its value.
@@ -127,7 +131,8 @@ class DDPG:
         return -self.critic(obs, self.actor(obs)).float().mean()
 
     def update(self, batch: Batch, check_finite: bool = True) -> UpdateInfo:
-        """One critic step, one actor step, one soft update of both targets.
+        """
+        One critic step, one actor step, one soft update of both targets.
 
         :param check_finite: refuse to apply a NaN or infinite loss (one host sync per loss).
         :raises NonFiniteLossError: when ``check_finite`` and a loss is not finite; the
@@ -167,12 +172,12 @@ class DDPG:
         return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
     def policy_snapshot(self) -> Actor:
-        """A CPU copy of the actor for acting, independent of further updates."""
+        """Return a CPU copy of the actor for acting, independent of further updates."""
         snapshot = copy.deepcopy(self.actor).to('cpu').requires_grad_(False)
         return snapshot.eval()
 
     def weights_finite(self) -> bool:
-        """True when no parameter of any network is NaN or infinite."""
+        """Return True when no parameter of any network is NaN or infinite."""
         modules = (self.actor, self.critic, self.actor_target, self.critic_target)
         return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
 

@@ -9,7 +9,8 @@ from ddpg_ros.checkpoint import PolicySpec
 
 
 def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
-    """``gymnasium.make`` that fails with one clear line on bad input.
+    """
+    ``gymnasium.make`` that fails with one clear line on bad input.
 
     :raises ValueError: unknown id, or an action space that is not a bounded ``Box``.
     """
@@ -35,7 +36,7 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
 
 
 def spec_for_task(task) -> PolicySpec:
-    """The spec of a :class:`ddpg_ros.tasks.Task`."""
+    """Return the spec of a :class:`ddpg_ros.tasks.Task`."""
     return PolicySpec(
         task=task.name,
         observation_names=list(task.observation_names),
@@ -48,7 +49,8 @@ def spec_for_task(task) -> PolicySpec:
 
 
 def spec_for_env(env_id: str, env: gym.Env) -> PolicySpec:
-    """The spec of a Gymnasium env; a built-in task's when one mirrors it.
+    """
+    Return the spec of a Gymnasium env; a built-in task's when one mirrors it.
 
     Using the task's spec for its Gymnasium twin is what lets a checkpoint from
     ``ddpg-train --env HalfCheetah-v5`` drive ``ddpg_agent`` with ``task: half_cheetah``.

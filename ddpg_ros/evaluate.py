@@ -1,4 +1,5 @@
-"""``ddpg-eval``: run a checkpoint's actor without noise on a Gymnasium environment.
+"""
+``ddpg-eval``: run a checkpoint's actor without noise on a Gymnasium environment.
 
 The last line on standard output is ``mean_return: <float>``.
 """
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _use_offscreen_gl() -> None:
-    """Pick osmesa (CPU rendering) when no GL backend is configured and there is no display.
+    """
+    Pick osmesa (CPU rendering) when no GL backend is configured and there is no display.
 
     MuJoCo reads ``MUJOCO_GL`` when it is first imported, so this runs before any env exists.
     """

@@ -13,7 +13,8 @@ Policy = Callable[[np.ndarray], np.ndarray]
 
 def evaluate(policy: Policy, env: gym.Env, episodes: int, seed: int,
              frames: list[np.ndarray] | None = None) -> list[float]:
-    """Undiscounted return of each of ``episodes`` deterministic episodes.
+    """
+    Undiscounted return of each of ``episodes`` deterministic episodes.
 
     Episode ``i`` starts from ``env.reset(seed=seed + i)``, so every evaluation of a run sees
     the same initial states and returns are comparable across the learning curve.

@@ -1,4 +1,5 @@
-"""The background learner: gradient updates in a thread of their own, apart from acting.
+"""
+The background learner: gradient updates in a thread of their own, apart from acting.
 
 The control loop appends transitions to the replay buffer and acts with a *snapshot* of the
 actor (a small CPU copy). This thread samples mini-batches, runs :meth:`DDPG.update` (on the
@@ -29,7 +30,8 @@ UpdateFn = Callable[[Batch], UpdateInfo]
 
 
 def snapshot_finite(actor: Actor) -> bool:
-    """True when every parameter and buffer of ``actor`` is finite.
+    """
+    Return True when every parameter and buffer of ``actor`` is finite.
 
     :param actor: a policy snapshot.
     """
@@ -38,7 +40,8 @@ def snapshot_finite(actor: Actor) -> bool:
 
 
 class BackgroundLearner:
-    """Samples the replay buffer and updates a :class:`DDPG` agent in a background thread.
+    """
+    Samples the replay buffer and updates a :class:`DDPG` agent in a background thread.
 
     Update-to-data ratio: with ``limit_updates`` the thread only runs updates the control
     loop has granted with :meth:`allow` (``updates_per_step`` per environment step) and
@@ -98,7 +101,7 @@ class BackgroundLearner:
 
     @property
     def snapshot(self) -> Actor:
-        """The latest good acting policy: a CPU actor no update will touch."""
+        """Return the latest good acting policy: a CPU actor no update will touch."""
         return self._snapshot
 
     @property
@@ -113,17 +116,17 @@ class BackgroundLearner:
 
     @property
     def fault(self) -> str | None:
-        """What stopped learning, or ``None``."""
+        """Return what stopped learning, or ``None``."""
         return self._fault
 
     @property
     def training(self) -> bool:
-        """Updates are enabled and no fault has paused them."""
+        """Return True when updates are enabled and no fault has paused them."""
         return self._training and self._fault is None and not self._stop
 
     @property
     def running(self) -> bool:
-        """The thread has started and not yet ended."""
+        """Return True when the thread has started and not yet ended."""
         return self._thread.is_alive()
 
     @property
@@ -139,7 +142,8 @@ class BackgroundLearner:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop after the update in progress, if any.
+        """
+        Stop after the update in progress, if any.
 
         :param timeout: seconds to wait for the thread to end.
         :return: whether the thread has ended.
@@ -152,7 +156,8 @@ class BackgroundLearner:
         return not self._thread.is_alive()
 
     def set_training(self, enabled: bool) -> tuple[bool, str]:
-        """Pause or resume gradient updates; acting with the snapshot goes on either way.
+        """
+        Pause or resume gradient updates; acting with the snapshot goes on either way.
 
         Resuming clears a recorded fault, unless the weights themselves are not finite:
         then there is nothing to resume from and the fault stays.
@@ -180,7 +185,8 @@ class BackgroundLearner:
             return True, 'gradient updates resumed'
 
     def allow(self, updates: float) -> None:
-        """Grant ``updates`` more updates (``updates_per_step`` per environment step).
+        """
+        Grant ``updates`` more updates (``updates_per_step`` per environment step).
 
         Ignored while paused or faulted, so that resuming does not start with a backlog the
         control loop would have to wait for.
@@ -193,7 +199,8 @@ class BackgroundLearner:
                 self._cond.notify_all()
 
     def wait_caught_up(self, timeout: float) -> bool:
-        """Wait until every granted update has run (or learning is paused or stopped).
+        """
+        Wait until every granted update has run (or learning is paused or stopped).
 
         :param timeout: the longest wait in seconds.
         :return: whether the learner is caught up; ``False`` on timeout.
@@ -216,7 +223,8 @@ class BackgroundLearner:
             self._nan_batches += 1
 
     def copy_agent(self) -> DDPG:
-        """A consistent deep copy of the agent (networks, optimizers, counter), for saving.
+        """
+        Return a consistent deep copy of the agent (networks, optimizers, counter), for saving.
 
         Taken between updates, so it never mixes the weights of two steps.
         """

@@ -10,7 +10,8 @@ from torch import nn
 
 
 def mlp(sizes: Sequence[int], output_activation: type[nn.Module] | None = None) -> nn.Sequential:
-    """Linear layers of the given widths with ReLU between them.
+    """
+    Linear layers of the given widths with ReLU between them.
 
     :param sizes: input width, hidden widths, output width.
     :param output_activation: module applied to the output, or none.
@@ -26,7 +27,8 @@ def mlp(sizes: Sequence[int], output_activation: type[nn.Module] | None = None) 
 
 
 class Actor(nn.Module):
-    """Deterministic policy ``mu(s)``: tanh squashed, then scaled to the action bounds.
+    """
+    Deterministic policy ``mu(s)``: tanh squashed, then scaled to the action bounds.
 
     Scaling lives inside the network so that every caller (trainer, evaluator, ROS agent)
     gets actions in robot units and none of them can forget the conversion.

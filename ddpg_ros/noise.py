@@ -18,7 +18,7 @@ class ActionNoise:
         raise NotImplementedError
 
     def reset(self) -> None:
-        """Called at the start of every episode."""
+        """Prepare for a new episode; called at the start of every episode."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -42,7 +42,8 @@ class GaussianNoise(ActionNoise):
 
 
 class OrnsteinUhlenbeckNoise(ActionNoise):
-    """Temporally correlated noise of the original DDPG paper.
+    """
+    Temporally correlated noise of the original DDPG paper.
 
     ``x += theta * (0 - x) * dt + sqrt(dt) * N(0, 1)``; its stationary standard deviation is
     ``scale / sqrt(2 theta)`` in units of ``scale`` per unit time, so with ``dt = 1`` and the

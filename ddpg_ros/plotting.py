@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str = '') -> Path:
-    """Plot evaluation return (mean and one standard deviation) against environment steps.
+    """
+    Plot evaluation return (mean and one standard deviation) against environment steps.
 
     :raises ValueError: when the CSV holds no evaluation yet.
     """

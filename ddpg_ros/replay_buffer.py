@@ -22,7 +22,8 @@ class Batch(NamedTuple):
 
 
 class ReplayBuffer:
-    """Fixed-capacity FIFO replay memory stored as float32 column arrays.
+    """
+    Fixed-capacity FIFO replay memory stored as float32 column arrays.
 
     No Python object is kept per transition: memory is allocated once, up front, and a
     transition costs ``4 * (2 * obs_dim + action_dim + 2)`` bytes. A lock makes ``add`` and
@@ -63,7 +64,8 @@ class ReplayBuffer:
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
             terminated: bool) -> None:
-        """Append one transition, overwriting the oldest when full.
+        """
+        Append one transition, overwriting the oldest when full.
 
         Refuses non-finite values: one NaN sampled into a batch would poison every weight.
         """

@@ -1,4 +1,5 @@
-"""Tasks: robot state in; observation, reward, termination and action bounds out.
+"""
+Tasks: robot state in; observation, reward, termination and action bounds out.
 
 Nothing here imports ROS or a physics engine; see :mod:`ddpg_ros.tasks.examples` for how to
 write your own task.

@@ -1,4 +1,5 @@
-"""What a task is: robot state in, observation, reward and termination out.
+"""
+What a task is: robot state in, observation, reward and termination out.
 
 A task is dm_control style: it knows how to read the robot, what to reward and when an
 episode ends, and nothing of ROS or of the physics engine. The same task object therefore
@@ -24,7 +25,8 @@ def _as_vector(value: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
 # eq=False: the generated __eq__ would compare arrays with ==, whose truth value is ambiguous.
 @dataclass(frozen=True, eq=False)
 class RobotState:
-    """One joint-state sample, every array ordered as the task's ``joint_names``.
+    """
+    One joint-state sample, every array ordered as the task's ``joint_names``.
 
     The arrays are converted to 1-D float64 on construction and must all have the same
     length; a state that fails this raises ``ValueError`` and should never be acted on.
@@ -60,7 +62,8 @@ class RobotState:
         effort: Sequence[float] | np.ndarray,
         stamp: float,
     ) -> RobotState:
-        """Pick ``joint_names`` out of a sample that reports ``names``, in any order.
+        """
+        Pick ``joint_names`` out of a sample that reports ``names``, in any order.
 
         :param joint_names: the joints wanted, in the order the state should have.
         :param names: the joints the sample reports, one per entry of the arrays.
@@ -87,7 +90,8 @@ class RobotState:
 
 
 class Task(abc.ABC):
-    """Observation, reward, termination and action bounds of one control problem.
+    """
+    Observation, reward, termination and action bounds of one control problem.
 
     Subclasses set the attributes below (as class attributes or in ``__init__``) and
     implement :meth:`observation` and :meth:`reward`; :meth:`terminated` defaults to
@@ -127,7 +131,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def observation(self, state: RobotState) -> np.ndarray:
-        """The policy's input for ``state``.
+        """
+        Return the policy's input for ``state``.
 
         :param state: the current robot state, ordered as ``joint_names``.
         :return: float64 array of shape ``(obs_dim,)``.
@@ -135,7 +140,8 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def reward(self, previous: RobotState, action: np.ndarray, state: RobotState) -> float:
-        """Reward for the transition ``previous --action--> state``.
+        """
+        Reward for the transition ``previous --action--> state``.
 
         :param previous: the state the action was chosen in.
         :param action: the action that was commanded, shape ``(action_dim,)``.
@@ -143,7 +149,8 @@ class Task(abc.ABC):
         """
 
     def terminated(self, state: RobotState) -> bool:
-        """Whether ``state`` ends the episode for good (no bootstrapping past it).
+        """
+        Whether ``state`` ends the episode for good (no bootstrapping past it).
 
         :param state: the state just reached.
         """
@@ -151,7 +158,8 @@ class Task(abc.ABC):
 
 
 def validate_task(task: Task) -> None:
-    """Check that a task's declared spec is complete and consistent.
+    """
+    Check that a task's declared spec is complete and consistent.
 
     :param task: the task to check.
     :raises ValueError: saying which attribute is missing or wrong.

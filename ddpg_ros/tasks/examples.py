@@ -1,4 +1,5 @@
-"""A worked example of a user task: bring a 2-link arm's joints to target angles.
+"""
+A worked example of a user task: bring a 2-link arm's joints to target angles.
 
 Copy this file to start your own task. Select it with the ``ddpg_agent`` parameter
 ``task: ddpg_ros.tasks.examples:ReachTarget`` and simulate its robot with the
@@ -25,7 +26,8 @@ MODEL_PATH = str(Path(__file__).resolve().parent.parent / 'models' / 'two_link_a
 
 
 class ReachTarget(Task):
-    """Drive the shoulder and elbow of a planar arm to target angles and hold them there.
+    """
+    Drive the shoulder and elbow of a planar arm to target angles and hold them there.
 
     Observation: joint angles, joint velocities and the angle errors (target - angle). The
     error is in the observation because the policy cannot otherwise know the target.
@@ -65,14 +67,16 @@ class ReachTarget(Task):
         self.action_high = np.array([1.0, 1.0])
 
     def observation(self, state: RobotState) -> np.ndarray:
-        """Angles, velocities and errors.
+        """
+        Angles, velocities and errors.
 
         :param state: ordered as ``joint_names``.
         """
         return np.concatenate([state.position, state.velocity, self.target - state.position])
 
     def reward(self, previous: RobotState, action: np.ndarray, state: RobotState) -> float:
-        """Negative squared error of the state reached, minus the control cost.
+        """
+        Negative squared error of the state reached, minus the control cost.
 
         :param previous: unused; the reward depends on where the arm got to.
         :param action: the action as commanded.
@@ -83,7 +87,8 @@ class ReachTarget(Task):
         return float(-np.sum(np.square(error)) - self.ctrl_cost_weight * np.sum(np.square(action)))
 
     def terminated(self, state: RobotState) -> bool:
-        """Only a non-finite state ends the episode: there is nowhere to bootstrap from.
+        """
+        Only a non-finite state ends the episode: there is nowhere to bootstrap from.
 
         :param state: the state reached.
         """

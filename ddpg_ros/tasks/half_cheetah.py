@@ -13,7 +13,8 @@ _JOINTS = ('rootx', 'rootz', 'rooty', 'bthigh', 'bshin', 'bfoot', 'fthigh', 'fsh
 
 
 class HalfCheetah(Task):
-    """Reward forward speed minus a control cost; the episode never terminates early.
+    """
+    Reward forward speed minus a control cost; the episode never terminates early.
 
     The observation leaves out ``rootx`` (the distance run) so that the policy does not
     depend on where the robot is, exactly as Gymnasium's v5 env with default kwargs.
@@ -38,14 +39,16 @@ class HalfCheetah(Task):
         self._ctrl_cost_weight = ctrl_cost_weight
 
     def observation(self, state: RobotState) -> np.ndarray:
-        """``concatenate([qpos[1:], qvel])``.
+        """
+        ``concatenate([qpos[1:], qvel])``.
 
         :param state: ordered as ``joint_names``.
         """
         return np.concatenate([state.position[1:], state.velocity])
 
     def reward(self, previous: RobotState, action: np.ndarray, state: RobotState) -> float:
-        """``forward_reward_weight * x_velocity - ctrl_cost_weight * sum(action ** 2)``.
+        """
+        ``forward_reward_weight * x_velocity - ctrl_cost_weight * sum(action ** 2)``.
 
         The velocity is the change of ``rootx`` over ``control_dt``, not over the stamps,
         so that jitter in the stamps cannot change the reward.

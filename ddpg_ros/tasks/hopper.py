@@ -13,7 +13,8 @@ _JOINTS = ('rootx', 'rootz', 'rooty', 'thigh_joint', 'leg_joint', 'foot_joint')
 
 
 class Hopper(Task):
-    """Reward forward speed and staying healthy, minus a control cost.
+    """
+    Reward forward speed and staying healthy, minus a control cost.
 
     Exactly Gymnasium's v5 env: the observation leaves out ``rootx`` and clips velocities to
     [-10, 10]; the hopper is healthy while its torso height ``rootz`` and angle ``rooty``
@@ -60,7 +61,8 @@ class Hopper(Task):
         self._healthy_angle_range = healthy_angle_range
 
     def is_healthy(self, state: RobotState) -> bool:
-        """Torso height, torso angle and the rest of the state are all in range.
+        """
+        Torso height, torso angle and the rest of the state are all in range.
 
         :param state: ordered as ``joint_names``.
         """
@@ -74,14 +76,16 @@ class Hopper(Task):
         return bool(healthy_state and min_z < z < max_z and min_angle < angle < max_angle)
 
     def observation(self, state: RobotState) -> np.ndarray:
-        """``concatenate([qpos[1:], clip(qvel, -10, 10)])``.
+        """
+        ``concatenate([qpos[1:], clip(qvel, -10, 10)])``.
 
         :param state: ordered as ``joint_names``.
         """
         return np.concatenate([state.position[1:], np.clip(state.velocity, -10, 10)])
 
     def reward(self, previous: RobotState, action: np.ndarray, state: RobotState) -> float:
-        """``forward velocity + healthy reward - ctrl_cost_weight * sum(action ** 2)``.
+        """
+        ``forward velocity + healthy reward - ctrl_cost_weight * sum(action ** 2)``.
 
         The velocity is the change of ``rootx`` over ``control_dt``, not over the stamps.
         Terms are added in Gymnasium's order so that the float result is identical.
@@ -98,7 +102,8 @@ class Hopper(Task):
         return float(forward_reward + healthy_reward - ctrl_cost)
 
     def terminated(self, state: RobotState) -> bool:
-        """The hopper is unhealthy (and ``terminate_when_unhealthy``).
+        """
+        Return True when the hopper is unhealthy (and ``terminate_when_unhealthy``).
 
         :param state: the state reached.
         """

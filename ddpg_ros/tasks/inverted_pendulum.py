@@ -12,7 +12,8 @@ _FRAME_SKIP = 2
 
 
 class InvertedPendulum(Task):
-    """Keep the hinge within 0.2 rad of upright; reward 1 per step survived.
+    """
+    Keep the hinge within 0.2 rad of upright; reward 1 per step survived.
 
     Observation ``[slider, hinge positions, slider, hinge velocities]``, termination when the
     pole tips past 0.2 rad or the observation is not finite, exactly as Gymnasium's v5 env.
@@ -32,14 +33,16 @@ class InvertedPendulum(Task):
         self.action_high = np.array([3.0])
 
     def observation(self, state: RobotState) -> np.ndarray:
-        """``concatenate([qpos, qvel])``.
+        """
+        ``concatenate([qpos, qvel])``.
 
         :param state: ordered as ``joint_names``.
         """
         return np.concatenate([state.position, state.velocity])
 
     def reward(self, previous: RobotState, action: np.ndarray, state: RobotState) -> float:
-        """1 while the pole is up, 0 on the step that ends the episode.
+        """
+        1 while the pole is up, 0 on the step that ends the episode.
 
         :param previous: unused.
         :param action: unused; this env has no control cost.
@@ -48,7 +51,8 @@ class InvertedPendulum(Task):
         return float(not self.terminated(state))
 
     def terminated(self, state: RobotState) -> bool:
-        """The pole has tipped past 0.2 rad or the state is not finite.
+        """
+        Return True when the pole has tipped past 0.2 rad or the state is not finite.
 
         :param state: the state reached.
         """

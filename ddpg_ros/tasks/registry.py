@@ -21,7 +21,8 @@ def available_tasks() -> tuple[str, ...]:
 
 
 def task_for_env_id(env_id: str) -> str | None:
-    """The built-in task that reproduces a Gymnasium env exactly, if there is one.
+    """
+    Return the built-in task that reproduces a Gymnasium env exactly, if there is one.
 
     :param env_id: e.g. ``'HalfCheetah-v5'``.
     :return: e.g. ``'half_cheetah'``, or ``None`` (other versions differ, so they get none).
@@ -52,7 +53,8 @@ def _import_task_class(spec: str) -> type[Task]:
 
 
 def make_task(spec: str) -> Task:
-    """Build a task from its name.
+    """
+    Build a task from its name.
 
     :param spec: a built-in name (see :func:`available_tasks`) or ``package.module:ClassName``
         naming a :class:`Task` subclass constructible without arguments.
