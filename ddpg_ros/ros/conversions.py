@@ -1,4 +1,5 @@
-"""Where ROS messages meet numpy: the only module that converts between them.
+"""
+Where ROS messages meet numpy: the only module that converts between them.
 
 Everything else in the agent sees :class:`~ddpg_ros.tasks.RobotState` and arrays. A message
 that cannot be trusted becomes a ``ValueError`` here, with a message naming the problem,
@@ -18,7 +19,8 @@ from ddpg_ros.tasks import RobotState
 
 
 def stamp_seconds(msg: JointState) -> float:
-    """The message's ``header.stamp`` in seconds (sim time under ``use_sim_time``).
+    """
+    Return the message's ``header.stamp`` in seconds (sim time under ``use_sim_time``).
 
     :param msg: any message with a ``header``.
     """
@@ -26,7 +28,8 @@ def stamp_seconds(msg: JointState) -> float:
 
 
 def joint_state_to_robot_state(msg: JointState, joint_names: Sequence[str]) -> RobotState:
-    """Pick ``joint_names`` out of a ``JointState`` by name, in any order, and validate them.
+    """
+    Pick ``joint_names`` out of a ``JointState`` by name, in any order, and validate them.
 
     ``effort`` may be left empty, as many drivers do; the state then carries NaN efforts, so
     a task that reads effort yields a non-finite observation, which the agent refuses, rather
@@ -60,8 +63,10 @@ def joint_state_to_robot_state(msg: JointState, joint_names: Sequence[str]) -> R
 
 
 def to_float64_multi_array(values: np.ndarray | Sequence[float]) -> Float64MultiArray:
-    """A ``Float64MultiArray`` holding ``values`` as a flat array (no layout, as
-    ros2_control's forward controllers expect).
+    """
+    Return a ``Float64MultiArray`` holding ``values`` as a flat array.
+
+    It has no layout, as ros2_control's forward controllers expect.
 
     :param values: 1-D command, e.g. one effort per actuator.
     """

@@ -1,4 +1,5 @@
-"""``ddpg-launch``: runs a launch profile without ROS 2's launch tools.
+"""
+``ddpg-launch``: runs a launch profile without ROS 2's launch tools.
 
     ddpg-launch train_sim task:=half_cheetah seed:=3
     ddpg-launch deploy checkpoint:=runs/hopper/checkpoint.pt params_file:=my_robot.yaml
@@ -41,7 +42,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def child_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for the nodes: loopback discovery unless set, unbuffered output."""
+    """Return the environment for the nodes: loopback discovery unless set, unbuffered output."""
     env = dict(os.environ if base is None else base)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     # Line by line, so that prefixed output interleaves by line and shows up at once.
@@ -73,7 +74,8 @@ def _label(node: NodeSpec) -> str:
 
 
 class Launcher:
-    """Starts the nodes, relays their output, stops them on a signal or when one ends.
+    """
+    Starts the nodes, relays their output, stops them on a signal or when one ends.
 
     :param nodes: what to run.
     :param grace: seconds the nodes get to stop before SIGKILL.

@@ -1,4 +1,5 @@
-"""Launch profiles as data: which nodes a profile starts, and with what, given its arguments.
+"""
+Launch profiles as data: which nodes a profile starts, and with what, given its arguments.
 
 Both ways of launching read these and nothing else: the project's own launcher
 (``ddpg-launch train_sim task:=hopper seed:=3``), which needs no ROS 2 launch tools, and the
@@ -92,7 +93,8 @@ class Profile:
     """Takes every argument (declared ones with defaults filled in), returns the nodes."""
 
     def nodes(self, arguments: Mapping[str, str]) -> list[NodeSpec]:
-        """The nodes for these arguments.
+        """
+        Return the nodes for these arguments.
 
         :raises ProfileError: a required argument is missing, or the build rejects a value.
         """
@@ -106,7 +108,8 @@ class Profile:
 
 
 def parse_arguments(argv: Sequence[str]) -> dict[str, str]:
-    """``['task:=hopper', 'seed:=3']`` -> ``{'task': 'hopper', 'seed': '3'}``; last one wins.
+    """
+    ``['task:=hopper', 'seed:=3']`` -> ``{'task': 'hopper', 'seed': '3'}``; last one wins.
 
     :raises ProfileError: an item is not ``name:=value`` with a valid name.
     """
@@ -120,7 +123,8 @@ def parse_arguments(argv: Sequence[str]) -> dict[str, str]:
 
 
 def config_directory() -> Path:
-    """The package's ``config/``: beside the code in a source tree, else the installed share.
+    """
+    Return the package's ``config/``: beside the code in a source tree, else the installed share.
 
     The source tree wins when the code runs from it (pip editable, colcon
     ``--symlink-install``), so the code and its parameter files always come from one place.
@@ -179,7 +183,8 @@ def _train_sim_route(parameter: str) -> Sequence[str]:
 
 
 def train_sim_nodes(values: dict[str, str]) -> list[NodeSpec]:
-    """mujoco_sim + ddpg_agent in train mode, parameters from ``config/<task>.yaml``.
+    """
+    mujoco_sim + ddpg_agent in train mode, parameters from ``config/<task>.yaml``.
 
     Routing of the other arguments: ``seed`` goes to both nodes, the sim's own parameters
     (``model``, ``command_timeout``, ...) to ``mujoco_sim``, everything else to ``ddpg_agent``;
@@ -216,8 +221,11 @@ def train_sim_nodes(values: dict[str, str]) -> list[NodeSpec]:
 
 
 def deploy_nodes(values: dict[str, str]) -> list[NodeSpec]:
-    """ddpg_agent in deploy mode with a checkpoint, for a real robot; every other argument is
-    a ddpg_agent parameter override."""
+    """
+    ddpg_agent in deploy mode with a checkpoint, for a real robot.
+
+    Every other argument is a ddpg_agent parameter override.
+    """
     values = dict(values)
     checkpoint = _existing_file(values.pop('checkpoint'), 'checkpoint')
     params_file = values.pop('params_file') or str(config_directory() / 'deploy_example.yaml')
@@ -269,7 +277,8 @@ PROFILES: dict[str, Profile] = {
 
 
 def resolve_profile(name: str) -> Profile:
-    """A profile by name, or by the path of its launch file (``.../train_sim.launch.py``).
+    """
+    Return a profile by name, or by the path of its launch file (``.../train_sim.launch.py``).
 
     :raises ProfileError: no such profile.
     """
