@@ -1,28 +1,39 @@
 """ddpg_agent learns through ROS: ddpg_agent + mujoco_sim in lockstep solve InvertedPendulum,
-the checkpoint ddpg_agent wrote evaluates in ``ddpg-eval``, and a run resumed from a
-checkpoint and its replay buffer goes on holding the solution.
+the checkpoint ddpg_agent wrote evaluates in ``ddpg-eval`` exactly as the agent's run saw it,
+and a run resumed from that checkpoint and its replay buffer continues it without losing or
+repeating anything.
 
 Budget (CPU, 2 shared cores): the agent reaches the noise-free return of 1000 within 40,000
-environment steps; seed 0 takes about 17,000-19,000 (1-1.5 min here, with other load) and
-holds it for three checkpoints in a row by about 21,000.
+environment steps; seed 0 takes about 17,000-19,000 (1-1.5 min here, with other load).
+
+Why the resumed run is checked by its state and not by its return: DDPG on the pendulum
+collapses now and then on its own. In ``benchmarks/resume_continuity.py``'s record, runs that
+were never interrupted fell from 1000 to 55-90 (seed 0, 22k-24k steps, after seven solved
+checkpoints) and to 104-269 (seed 2, 27k-29k, after nine). A resumed run's return over a few
+thousand steps is therefore a coin with a small but real chance of tails, whatever the resume
+does. What a resume promises is exact: the networks, targets, optimizer moments, counters,
+noise, random streams and replay buffer that the checkpoint holds are the ones the resumed
+agent learns from, and learning goes on from them at the same update-to-data ratio.
 """
 
 from __future__ import annotations
 
 import re
-import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from std_srvs.srv import Trigger
 
-from ddpg_ros.checkpoint import CheckpointError, load_checkpoint
+from ddpg_ros.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from ddpg_ros.envs import make_env
 from ddpg_ros.evaluation import evaluate
 
-from agent_helpers import agent_command, ddpg_cli, eval_mean_return
-from conftest import ProcessGroup, TestProcess, node_command
+from agent_helpers import REPLY_TIMEOUT, START_TIMEOUT, agent_command, ddpg_cli, \
+    eval_mean_return
+from conftest import ProcessGroup, RosTestNode, TestProcess, node_command
 
 pytestmark = pytest.mark.ros
 
@@ -33,14 +44,14 @@ PENDULUM_LEARNER = {'learning_starts': 1000, 'hidden_sizes': '[64, 64]', 'batch_
 STEP_BUDGET = 40_000
 TIME_BUDGET = 300.0
 SOLVED = 1000.0
-HELD = 3
-"""Checkpoints in a row at SOLVED that count as a learned policy to resume from."""
-RESUMED_STEPS = 6000
-EVAL_EPISODES = 3
+RESUMED_STEPS = 3000
+EVAL_EPISODES = 5
+EVAL_SEED = 0
+"""The episodes ``ddpg-eval --episodes 5 --seed 0`` runs, so that both must agree exactly."""
 
 
 class CheckpointWatcher:
-    """Noise-free returns of a run's checkpoints as they appear, by env steps."""
+    """Noise-free mean returns of a run's checkpoints as they appear, by env steps."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -57,22 +68,12 @@ class CheckpointWatcher:
                 policy = load_checkpoint(path).build_agent(device='cpu', optimizers=False)
             except CheckpointError:
                 continue  # not there any more or not yet: atomic, but pruned or renamed
-            # The worst of a few episodes: solved means every start state is balanced.
-            self.returns[steps] = min(evaluate(policy.act, self._env, EVAL_EPISODES,
-                                               seed=1000))
+            self.returns[steps] = float(np.mean(evaluate(policy.act, self._env, EVAL_EPISODES,
+                                                         seed=EVAL_SEED)))
             self.paths[steps] = path
 
     def first_solved(self) -> int | None:
         return next((s for s, r in sorted(self.returns.items()) if r >= SOLVED), None)
-
-    def first_held(self) -> int | None:
-        """The step of the last of the first ``HELD`` consecutive solved checkpoints."""
-        run = 0
-        for steps, value in sorted(self.returns.items()):
-            run = run + 1 if value >= SOLVED else 0
-            if run == HELD:
-                return steps
-        return None
 
     def close(self) -> None:
         self._env.close()
@@ -88,8 +89,46 @@ def watch(agent: TestProcess, watcher: CheckpointWatcher, done, deadline: float)
         time.sleep(0.5)
 
 
-def test_agent_and_sim_in_lockstep_solve_the_pendulum_and_a_resumed_run_holds_it(
-        ros_processes: ProcessGroup, tmp_path: Path) -> None:
+def request_checkpoint(ros: RosTestNode) -> Path:
+    """Ask the running agent for a checkpoint through ``ddpg_agent/save_checkpoint``."""
+    client = ros.node.create_client(Trigger, 'ddpg_agent/save_checkpoint')
+    assert ros.spin_until(client.service_is_ready, START_TIMEOUT), 'no save_checkpoint service'
+    future = client.call_async(Trigger.Request())
+    assert ros.spin_until(future.done, REPLY_TIMEOUT), 'save_checkpoint did not answer'
+    response = future.result()
+    assert response.success, response.message
+    return Path(response.message)
+
+
+def assert_same_tensors(actual: object, expected: object, where: str) -> None:
+    """Equal nested dicts/lists of tensors and plain values, bit for bit."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), where
+        for key in expected:
+            assert_same_tensors(actual[key], expected[key], f'{where}.{key}')
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same_tensors(a, e, f'{where}[{i}]')
+    elif isinstance(expected, torch.Tensor):
+        assert torch.equal(actual, expected), f'{where} differs'
+    else:
+        assert actual == expected, f'{where}: {actual!r} != {expected!r}'
+
+
+def adam_steps(checkpoint: Checkpoint) -> set[int]:
+    """The step count of every parameter in both Adam optimizers."""
+    return {int(state['step']) for name in ('actor_optimizer', 'critic_optimizer')
+            for state in checkpoint.agent_state[name]['state'].values()}
+
+
+def actor_moved(before: Checkpoint, after: Checkpoint) -> bool:
+    return any(not torch.equal(after.agent_state['actor'][name], weight)
+               for name, weight in before.agent_state['actor'].items())
+
+
+def test_agent_and_sim_in_lockstep_solve_the_pendulum_and_a_resume_continues_exactly(
+        ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path: Path) -> None:
     torch.set_num_threads(1)  # this process evaluates; leave the cores to the nodes
     first_dir, resumed_dir = tmp_path / 'first', tmp_path / 'resumed'
     sim = ros_processes.start(node_command('mujoco_sim_node', '-p', 'seed:=0'),
@@ -98,39 +137,62 @@ def test_agent_and_sim_in_lockstep_solve_the_pendulum_and_a_resumed_run_holds_it
         seed=0, checkpoint_dir=first_dir, checkpoint_every=1000, keep_checkpoints=0,
         save_buffer=True, total_steps=STEP_BUDGET, **PENDULUM_LEARNER), name='ddpg_agent')
     first = CheckpointWatcher(first_dir)
-    watch(agent, first, lambda: first.first_held() is not None,
+    watch(agent, first, lambda: first.first_solved() is not None,
           time.monotonic() + TIME_BUDGET)
-    assert first.first_solved() is not None, \
+    first.close()
+    solved = first.first_solved()
+    assert solved is not None, \
         f'noise-free returns by env step: {first.returns}\n{agent.output()[-3000:]}'
-    solved = first.paths[first.first_solved()]
-    print(f'solved after {first.first_solved()} env steps: {first.returns}')
-    # The checkpoint ddpg_agent wrote evaluates in ddpg-eval, unchanged.
-    assert eval_mean_return(ddpg_cli('ddpg-eval', '--checkpoint', str(solved),
-                                     '--episodes', '5', '--seed', '0')) == SOLVED
-
-    # Resume from the learned policy, with its buffer, in new processes (a new sim episode):
-    # the run goes on from its step count and holds what it learned.
-    held = first.first_held()
-    assert held is not None, f'never solved {HELD} checkpoints in a row: {first.returns}'
-    assert first.paths[held].with_suffix('.npz').is_file()
+    print(f'solved after {solved} env steps: {first.returns}')
     assert agent.stop() == 0 and sim.stop() == 0
-    ros_processes.start(node_command('mujoco_sim_node', '-p', 'seed:=1'), name='mujoco_sim')
+    # The checkpoint ddpg_agent wrote evaluates in ddpg-eval, unchanged.
+    solved_path = first.paths[solved]
+    assert eval_mean_return(ddpg_cli('ddpg-eval', '--checkpoint', str(solved_path),
+                                     '--episodes', str(EVAL_EPISODES),
+                                     '--seed', str(EVAL_SEED))) == first.returns[solved]
+
+    # Resume in a new process, before any robot is there: a checkpoint asked of it now must
+    # hold exactly what it loaded.
+    loaded = load_checkpoint(solved_path)
+    with np.load(solved_path.with_suffix('.npz')) as data:
+        loaded_buffer = {key: data[key] for key in data.files}
     resumed_agent = ros_processes.start(agent_command(
         seed=0, checkpoint_dir=resumed_dir, checkpoint_every=1000, keep_checkpoints=0,
-        save_buffer=True, total_steps=held + RESUMED_STEPS,
-        load_checkpoint=first.paths[held], **PENDULUM_LEARNER), name='ddpg_agent')
-    assert resumed_agent.wait(TIME_BUDGET) == 0, resumed_agent.output()[-3000:]
-    resumed = CheckpointWatcher(resumed_dir)
-    resumed.poll()
-    first.close()
-    resumed.close()
+        save_buffer=True, total_steps=solved + RESUMED_STEPS,
+        load_checkpoint=solved_path, **PENDULUM_LEARNER), name='ddpg_agent')
+    assert resumed_agent.wait_for_output('ready:', START_TIMEOUT), resumed_agent.output()
     output = resumed_agent.output()
     match = re.search(r'resumed at step (\d+)', output)
-    assert match and int(match.group(1)) == held, output[-3000:]
+    assert match and int(match.group(1)) == solved, output[-3000:]
     assert 'no replay buffer' not in output
-    # Counting went on from the checkpoint: no warm-up again, no checkpoint before it.
-    assert min(resumed.returns) > held and max(resumed.returns) == held + RESUMED_STEPS
-    print(f'resumed at {held}: {resumed.returns}')
-    values = list(resumed.returns.values())
-    assert len(values) >= RESUMED_STEPS // 1000
-    assert statistics.median(values) >= SOLVED, resumed.returns
+    at_resume_path = request_checkpoint(ros_node)
+    at_resume = load_checkpoint(at_resume_path)
+    assert_same_tensors(at_resume.agent_state, loaded.agent_state, 'agent')
+    assert at_resume.counters == loaded.counters
+    for key in ('noise', 'rng_state', 'best_return'):
+        assert at_resume.extra[key] == loaded.extra[key], key
+    with np.load(at_resume_path.with_suffix('.npz')) as data:
+        assert data.files == list(loaded_buffer)
+        for key, column in loaded_buffer.items():
+            assert np.array_equal(data[key], column), f'replay buffer {key} differs'
+
+    # Then the robot: learning goes on from there, one update per step as before.
+    ros_processes.start(node_command('mujoco_sim_node', '-p', 'seed:=1'), name='mujoco_sim')
+    assert resumed_agent.wait(TIME_BUDGET) == 0, resumed_agent.output()[-3000:]
+    final_path = resumed_dir / f'checkpoint_{solved + RESUMED_STEPS:09d}.pt'
+    final = load_checkpoint(final_path)
+    assert final.counters['env_steps'] == solved + RESUMED_STEPS
+    new_updates = final.counters['updates'] - loaded.counters['updates']
+    assert 0.9 * RESUMED_STEPS <= new_updates <= RESUMED_STEPS, new_updates
+    # Adam went on counting from the checkpoint's moments: a fresh optimizer would count
+    # only the new updates.
+    assert adam_steps(loaded) == {loaded.counters['updates']}
+    assert adam_steps(final) == {final.counters['updates']}
+    assert actor_moved(loaded, final), 'the actor never learned after the resume'
+    # Every stored transition kept, in order, and every new step stored once.
+    with np.load(final_path.with_suffix('.npz')) as data:
+        kept = len(loaded_buffer['rewards'])
+        assert len(data['rewards']) == kept + RESUMED_STEPS
+        for key, column in loaded_buffer.items():
+            if key != 'meta':
+                assert np.array_equal(data[key][:kept], column), f'replay buffer {key} lost'
