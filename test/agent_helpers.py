@@ -1,4 +1,5 @@
-"""Helpers for the ddpg_agent tests: the agent inside the test process, and what it publishes.
+"""
+Helpers for the ddpg_agent tests: the agent inside the test process, and what it publishes.
 
 An in-process agent is a real :class:`DDPGAgentNode` on real DDS in the test's own context,
 spun by the test's executor, so a test can read its replay buffer and inject learner faults.
@@ -36,7 +37,7 @@ SMALL_LEARNER = {'hidden_sizes': [32, 32], 'batch_size': 32, 'buffer_size': 10_0
 
 
 def start_agent(ros: RosTestNode, tmp_path: Path, **params: Any) -> DDPGAgentNode:
-    """A ``ddpg_agent`` node in the test's context, added to its executor."""
+    """Create a ``ddpg_agent`` node in the test's context and add it to its executor."""
     params.setdefault('checkpoint_dir', str(tmp_path / 'checkpoints'))
     overrides = [Parameter(name, value=value) for name, value in params.items()]
     node = DDPGAgentNode(context=ros.context, parameter_overrides=overrides)
@@ -85,7 +86,7 @@ class AgentListener:
         return self.call(client, SetBool.Request(data=on))
 
     def agent_status(self, since: int = 0) -> list[dict[str, Any]]:
-        """The agent's diagnostics statuses received from index ``since`` on, as dicts."""
+        """Return the agent's diagnostics statuses received from index ``since`` on, as dicts."""
         found = []
         for array in self.diagnostics[since:]:
             for status in array.status:
@@ -98,7 +99,7 @@ class AgentListener:
     def wait_for_status(self, predicate: Callable[[dict[str, Any]], bool],
                         timeout: float = REPLY_TIMEOUT, since: int | None = None
                         ) -> dict[str, Any] | None:
-        """The first agent status (after ``since``, default now) that satisfies ``predicate``."""
+        """Wait for the first status (after ``since``, default now) satisfying ``predicate``."""
         start = len(self.diagnostics) if since is None else since
         found: list[dict[str, Any]] = []
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: DDS kept on loopback, one ROS domain per test, node processes ended by pid.
+"""
+Shared fixtures: DDS kept on loopback, one ROS domain per test, node processes ended by pid.
 
 Fixtures (function scope):
 
@@ -43,7 +44,8 @@ STOP_TIMEOUT = 10.0
 
 @contextlib.contextmanager
 def claim_domain_id() -> Iterator[int]:
-    """Hold a ROS domain id that no other holder on this machine has until the block ends.
+    """
+    Hold a ROS domain id that no other holder on this machine has until the block ends.
 
     :raises RuntimeError: every id is held.
     """
@@ -119,7 +121,7 @@ class TestProcess:
             os.kill(self.pid, sig)
 
     def wait(self, timeout: float) -> int | None:
-        """The exit status, or None if it is still running after ``timeout`` seconds."""
+        """Wait for the exit status; None if it is still running after ``timeout`` seconds."""
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -208,7 +210,7 @@ def ros_domain_id() -> Iterator[int]:
 
 
 def loopback_env(domain_id: int) -> dict[str, str]:
-    """This process's environment, confined to ``domain_id`` on loopback DDS."""
+    """Return this process's environment, confined to ``domain_id`` on loopback DDS."""
     env = dict(os.environ)
     env.update(ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', ROS_DOMAIN_ID=str(domain_id),
                PYTHONUNBUFFERED='1')
@@ -237,8 +239,12 @@ def ros_node(ros_domain_id: int) -> Iterator[RosTestNode]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses a ROS domain as ``ros``, so ``-m ros`` selects exactly the
-    integration tests to repeat on each supported rclpy distro."""
+    """
+    Mark every test that uses a ROS domain as ``ros``.
+
+    ``-m ros`` then selects exactly the integration tests to repeat on each supported rclpy
+    distro.
+    """
     for item in items:
         if 'ros_domain_id' in getattr(item, 'fixturenames', ()):
             item.add_marker(pytest.mark.ros)

@@ -1,5 +1,7 @@
-"""kill -9 of a training ddpg_agent at random moments while it checkpoints every few steps:
-its newest checkpoint, and the replay buffer saved with it, always load.
+"""
+A training ddpg_agent killed (kill -9) at random moments while it checkpoints every few steps.
+
+Its newest checkpoint, and the replay buffer saved with it, always load.
 
 ``DDPG_ROS_KILL_TRIALS=50 pytest test/test_agent_crash_safety.py -s`` runs a longer campaign.
 """

@@ -1,5 +1,8 @@
-"""Checkpoints travel between ddpg-train and ddpg_agent: a policy trained in Gymnasium,
-deployed by ddpg_agent against mujoco_sim, gets exactly the return ddpg-eval reports.
+"""
+Checkpoints travel between ddpg-train and ddpg_agent.
+
+A policy trained in Gymnasium, deployed by ddpg_agent against mujoco_sim, gets exactly the
+return ddpg-eval reports.
 
 Budget: ``ddpg-train`` needs 15,000 steps to solve InvertedPendulum-v5 (about 30 s here).
 """
@@ -20,7 +23,7 @@ SOLVED = 1000.0
 
 @pytest.fixture(scope='module')
 def gym_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint from ``ddpg-train`` on InvertedPendulum-v5, solved (return 1000)."""
+    """Train ``ddpg-train`` on InvertedPendulum-v5 to a solved checkpoint (return 1000)."""
     out = tmp_path_factory.mktemp('ddpg_train')
     stdout = ddpg_cli('ddpg-train', '--env', 'InvertedPendulum-v5', '--total-steps', '15000',
                       '--learning-starts', '1000', '--actor-lr', '1e-3', '--critic-lr', '1e-3',

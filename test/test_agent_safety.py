@@ -1,6 +1,9 @@
-"""ddpg_agent under abuse: garbage joint states, stalled robots, wrong checkpoints, a failing
-learner. The robot must only ever see finite, in-bounds commands, and the replay buffer only
-transitions between consecutive valid states."""
+"""
+ddpg_agent under abuse: garbage joint states, stalled robots, wrong checkpoints, a failing learner.
+
+The robot must only ever see finite, in-bounds commands, and the replay buffer only
+transitions between consecutive valid states.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ BAD_VALUES = (math.nan, math.inf, -math.inf, 1e308, -1e308, 3e38, 1e7)
 
 
 def fuzz_message(rng: np.random.Generator, stamp_ns: int) -> tuple[JointState, bool]:
-    """A random joint state and whether the agent must accept it."""
+    """Return a random joint state and whether the agent must accept it."""
     kind = rng.choice(['valid', 'valid', 'valid', 'bad value', 'lengths', 'empty',
                        'duplicate', 'missing'])
     names = ['slider', 'hinge'] + (['wheel'] if rng.random() < 0.3 else [])
@@ -225,9 +228,12 @@ def test_watchdog_sends_the_safe_command_once_and_acting_resumes(
 
 def test_watchdog_trips_while_a_reset_is_pending_and_nothing_kept_acts_later(
         ros_node: RosTestNode, tmp_path) -> None:
-    """A robot that falls silent while its reset is pending (a sim dying in its reset):
-    the safe command still comes after state_timeout, not after reset_timeout, and the state
-    kept for the new episode is never acted on."""
+    """
+    A robot that falls silent while its reset is pending (a sim dying in its reset).
+
+    The safe command still comes after state_timeout, not after reset_timeout, and the state
+    kept for the new episode is never acted on.
+    """
     timeout = 0.4
     agent = start_agent(ros_node, tmp_path, reset_service='nobody/reset', reset_timeout=60.0,
                         state_timeout=timeout, safe_command=[0.5], learning_starts=1_000_000,
@@ -269,8 +275,11 @@ def test_watchdog_trips_while_a_reset_is_pending_and_nothing_kept_acts_later(
 
 def test_a_crashed_sim_gets_the_safe_command_and_acting_resumes_when_it_returns(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
-    """The real pair in realtime mode; the sim is killed (SIGKILL, mid-episode) and later
-    started again, as a robot driver that crashes and is restarted."""
+    """
+    The real pair in realtime mode; the sim is killed (SIGKILL, mid-episode) and restarted.
+
+    The sim plays a robot driver that crashes and is started again.
+    """
     timeout = 1.0  # long enough that a stall of a loaded machine does not trip it
     safe = 0.25
     sim_command = node_command('mujoco_sim_node', '-p', 'mode:=realtime', '-p', 'seed:=4')

@@ -1,6 +1,9 @@
-"""ddpg_agent over real DDS with mujoco_sim: the agent's side of INTERFACE.md, one test per
-promise (names and types, services, parameters, shut-down). Learning end to end is in
-test_agent_learning.py."""
+"""
+ddpg_agent over real DDS with mujoco_sim: the agent's side of INTERFACE.md.
+
+One test per promise (names and types, services, parameters, shut-down). Learning end to end
+is in test_agent_learning.py.
+"""
 
 from __future__ import annotations
 

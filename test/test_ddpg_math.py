@@ -21,7 +21,8 @@ def _set_linear(layer: torch.nn.Linear, weight: list[float], bias: float) -> Non
 
 @pytest.fixture()
 def agent() -> DDPG:
-    """obs 1-D, action 1-D in [-2, 2], one hidden unit everywhere.
+    """
+    Build a DDPG with 1-D obs, 1-D action in [-2, 2] and one hidden unit everywhere.
 
     actor:         mu(s)   = 2 * tanh(1 * relu(1 * s + 0) + 0)
     critic:        Q(s, a) = 2 * relu(s + a) + 0.5

@@ -36,7 +36,7 @@ def make_agent(**overrides) -> DDPG:
 
 
 def bandit_buffer(n: int = 256) -> ReplayBuffer:
-    """A one-step problem: reward ``-(a - obs[0])^2``, so the best action is ``obs[0]``."""
+    """Return a one-step problem's buffer: reward ``-(a - obs[0])^2``, best action ``obs[0]``."""
     rng = np.random.default_rng(0)
     buffer = ReplayBuffer(1000, OBS_DIM, 1, seed=0)
     for _ in range(n):

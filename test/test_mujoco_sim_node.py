@@ -71,7 +71,7 @@ class SimClient:
         self._commands.publish(to_float64_multi_array(command))
 
     def next_state(self, after: JointState, timeout: float = REPLY_TIMEOUT) -> JointState:
-        """The first state stamped later than ``after`` (re-published repeats are skipped)."""
+        """Wait for the first state stamped after ``after`` (re-published repeats are skipped)."""
         after_ns = stamp_ns(after)
 
         def first_newer() -> JointState | None:
@@ -97,7 +97,7 @@ class SimClient:
         return future.result()
 
     def latest_status(self) -> dict[str, str]:
-        """The key/values of the newest mujoco_sim diagnostics status ({} if none yet)."""
+        """Return the key/values of the newest mujoco_sim diagnostics status ({} if none yet)."""
         for array in reversed(self.diagnostics):
             for status in array.status:
                 if status.name.endswith('simulation'):
@@ -254,7 +254,7 @@ EXTREMES = (np.nan, np.inf, -np.inf)
 
 
 def _fuzzed_bad_command(rng: np.random.Generator, actuators: int) -> list[float]:
-    """A command the sim must refuse: a wrong length, or a NaN or infinity among the values."""
+    """Return a command the sim must refuse: a wrong length, or a NaN or infinity in it."""
     if rng.random() < 0.5:
         length = int(rng.choice([0, 1, actuators - 1, actuators + 1, 2 * actuators, 64, 4096]))
         values = rng.normal(0.0, 1e3, length)
@@ -267,7 +267,7 @@ def _fuzzed_bad_command(rng: np.random.Generator, actuators: int) -> list[float]
 
 
 def _fuzzed_good_command(rng: np.random.Generator, actuators: int) -> np.ndarray:
-    """A usable command, sometimes far outside the control range (the sim clips those)."""
+    """Return a usable command, sometimes far outside the control range (the sim clips those)."""
     values = rng.uniform(-1.5, 1.5, actuators)
     wild = rng.random(actuators) < 0.1
     values[wild] = rng.choice([1e308, -1e308, 1e300, -5e-324], size=int(wild.sum()))
@@ -276,9 +276,13 @@ def _fuzzed_good_command(rng: np.random.Generator, actuators: int) -> np.ndarray
 
 def test_fuzzed_commands_leave_the_simulation_exactly_as_the_good_ones_alone_would(
         ros_processes: ProcessGroup, sim_client: SimClient) -> None:
-    """Thousands of malformed commands between good ones: the sim stays up, refuses and
-    counts every bad one, and its trajectory is Gymnasium's under the good commands alone,
-    to 1e-9, so no bad command moved the robot or corrupted its state."""
+    """
+    Thousands of malformed commands between good ones leave the sim as the good ones would.
+
+    The sim stays up, refuses and counts every bad one, and its trajectory is Gymnasium's
+    under the good commands alone, to 1e-9, so no bad command moved the robot or corrupted
+    its state.
+    """
     seed = 5
     sim = start_sim(ros_processes, 'model:=HalfCheetah-v5', f'seed:={seed}')
     env = gymnasium.make('HalfCheetah-v5').unwrapped

@@ -17,13 +17,13 @@ BUILTINS = [('inverted_pendulum', 'InvertedPendulum-v5'),
 
 
 def read_state(sim: Simulation, task: Task) -> RobotState:
-    """What a joint_states message from the simulation gives the agent."""
+    """Return what a joint_states message from the simulation gives the agent."""
     return RobotState.from_joints(task.joint_names, sim.joint_names, sim.joint_positions(),
                                   sim.joint_velocities(), sim.joint_efforts(), sim.time)
 
 
 def sinusoid(step: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """A deterministic controller that sweeps each actuator, a little past its bounds."""
+    """Return a deterministic command that sweeps each actuator, a little past its bounds."""
     phase = np.arange(len(low))
     wave = np.sin(0.3 * step + phase) * np.cos(0.07 * step * (phase + 1))
     # float32, as an actor's output would be: the control cost must match in that dtype too.

@@ -99,9 +99,12 @@ def test_eval_renders_a_gif_offscreen(pendulum_run: Path, tmp_path: Path) -> Non
 
 
 def test_a_resumed_run_continues_its_counters_log_and_learning(tmp_path: Path) -> None:
-    """Half the pendulum budget with --save-buffer, then --resume to the full budget: one
-    continuous log, every update counted once, the buffer carried over, and the learning
-    promise still kept."""
+    """
+    Half the pendulum budget with --save-buffer, then --resume to the full budget.
+
+    One continuous log, every update counted once, the buffer carried over, and the learning
+    promise still kept.
+    """
     _train_pendulum(tmp_path, '--save-buffer', '--no-tensorboard',
                     '--total-steps', str(PENDULUM_STEPS // 2))
     first = load_checkpoint(tmp_path / 'checkpoint.pt')
