@@ -1,4 +1,5 @@
-"""Gradient updates per second: ddpg_ros's DDPG learner next to Stable-Baselines3 DDPG.
+"""
+Gradient updates per second: ddpg_ros's DDPG learner next to Stable-Baselines3 DDPG.
 
 Rerun (about 8 minutes on 2 loaded cores; RESULTS.md's numbers come from the 1-thread run;
 the 2-thread run is what the brief asked for, but it collapsed under a shared machine's load)::

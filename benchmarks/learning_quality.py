@@ -1,4 +1,5 @@
-"""Learning quality: ddpg-train vs Stable-Baselines3 DDPG on HalfCheetah-v5, same settings.
+"""
+Learning quality: ddpg-train vs Stable-Baselines3 DDPG on HalfCheetah-v5, same settings.
 
 Rerun everything (9 runs: ddpg-train in float32 and in bfloat16, and SB3, 3 seeds each; at
 most 2 at a time, 1 torch thread each; resumable, finished runs are skipped; about 1.5 hours
@@ -99,7 +100,7 @@ def run_ours(args: argparse.Namespace, seed: int, directory: Path,
 
 
 def evaluate_sb3(model, env, episodes: int, seed: int) -> list[float]:
-    """The same protocol as ddpg_ros.evaluation.evaluate: episode i resets with seed + i."""
+    """Evaluate as ddpg_ros.evaluation.evaluate does: episode i resets with seed + i."""
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)

@@ -1,4 +1,5 @@
-"""Lockstep env steps/s through ``mujoco_sim`` <-> ``ddpg_agent``, next to the bare rclpy floor.
+"""
+Lockstep env steps/s through ``mujoco_sim`` <-> ``ddpg_agent``, next to the bare rclpy floor.
 
 Rerun (about 3 minutes on 2 idle cores)::
 
@@ -334,7 +335,7 @@ def markdown(report: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--role', choices=('main', 'echo', 'ping'), default='main',
                         help=argparse.SUPPRESS)
     parser.add_argument('--round-trips', type=int, default=3000)

@@ -1,4 +1,5 @@
-"""Replay buffer memory per transition: ddpg_ros's ReplayBuffer next to SB3's ReplayBuffer.
+"""
+Replay buffer memory per transition: ddpg_ros's ReplayBuffer next to SB3's ReplayBuffer.
 
 Rerun (a few seconds)::
 

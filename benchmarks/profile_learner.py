@@ -1,4 +1,5 @@
-"""Where ddpg_ros's DDPG update spends its time, and what candidate patches would gain.
+"""
+Where ddpg_ros's DDPG update spends its time, and what candidate patches would gain.
 
 Rerun (about 2 minutes)::
 

@@ -1,4 +1,5 @@
-"""State-to-command latency of ``ddpg_agent`` against ``mujoco_sim`` in realtime mode at 100 Hz.
+"""
+State-to-command latency of ``ddpg_agent`` against ``mujoco_sim`` in realtime mode at 100 Hz.
 
 Rerun (about 2 minutes on 2 idle cores)::
 
@@ -62,8 +63,11 @@ RESET_MARGIN = (-0.02, 0.1)
 
 
 class Observer(DiagnosticsObserver):
-    """Timestamps of states, commands and episode ends; /diagnostics of both nodes, each
-    marked with whether it came inside the measured window."""
+    """
+    Timestamps of states, commands and episode ends, and /diagnostics of both nodes.
+
+    Each is marked with whether it came inside the measured window.
+    """
 
     def __init__(self, domain_id: int) -> None:
         from sensor_msgs.msg import JointState
@@ -179,7 +183,7 @@ def markdown(report: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--window', type=float, default=60.0)
     parser.add_argument('--settle', type=float, default=5.0)
     parser.add_argument('--model', default='HalfCheetah-v5')

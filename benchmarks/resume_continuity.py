@@ -1,4 +1,5 @@
-"""Does a resumed ``ddpg_agent`` run continue its learning curve? Figures and a plot.
+"""
+Does a resumed ``ddpg_agent`` run continue its learning curve? Figures and a plot.
 
 Rerun (per seed on 2 cores: about 4.5 minutes for HalfCheetah, 2.5 for the pendulum)::
 
@@ -101,8 +102,12 @@ def train(task: str, name: str, seed: int, steps: int, checkpoint_every: int,
 
 
 def resume_point(checkpoint_dir: Path, steps: int) -> Path:
-    """The first checkpoint at or after ``steps``: periodic checkpoints are written off the
-    control loop, so one may hold a step or two more than its multiple."""
+    """
+    Return the first checkpoint at or after ``steps``.
+
+    Periodic checkpoints are written off the control loop, so one may hold a step or two more
+    than its multiple.
+    """
     for path in sorted(checkpoint_dir.glob('checkpoint_*.pt')):
         if int(path.stem.split('_')[1]) >= steps:
             return path
@@ -130,8 +135,11 @@ def window_mean(points: dict[int, float], after: int) -> float:
 
 
 def summarize(runs: dict[int, dict[str, dict]], resume_at: int) -> dict:
-    """Window means per run; the seed spread; each resumed kind's drop against the
-    uninterrupted runs, per seed and for the mean curve over seeds."""
+    """
+    Summarize the runs: window means per run, the seed spread and each resumed kind's drop.
+
+    The drop is against the uninterrupted runs, per seed and for the mean curve over seeds.
+    """
     seeds = sorted(runs)
     means = {kind: {s: window_mean(runs[s][kind]['curve'], resume_at) for s in seeds
                     if kind in runs[s]} for kind in ('uninterrupted', 'resumed', 'no_buffer')}
@@ -213,7 +221,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--task', choices=sorted(TASKS), default='inverted_pendulum')
     parser.add_argument('--steps', type=int, help="default: the task's in TASKS")

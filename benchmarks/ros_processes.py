@@ -1,5 +1,8 @@
-"""What the ROS benchmarks share: a ROS domain of their own on loopback DDS, the node
-processes they start and end by pid, and the header of their reports.
+"""
+What the ROS benchmarks share.
+
+A ROS domain of their own on loopback DDS, the node processes they start and end by pid, and
+the header of their reports.
 
 Every process gets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and the benchmark's own domain
 id (claimed as the tests claim theirs), writes its output to a log file, and is ended by its
@@ -29,9 +32,12 @@ __all__ = ['DiagnosticsObserver', 'claim_domain_id', 'cpu_seconds', 'report_head
 
 
 class DiagnosticsObserver(RosTestNode):
-    """An rclpy node in this process (the tests' :class:`RosTestNode`: its own context,
-    ``spin_until``, ``spin_for``, ``close``) that keeps every ``/diagnostics`` status of the
-    agent and the sim, with the time it arrived and its header stamp."""
+    """
+    An rclpy node in this process that keeps the agent's and the sim's ``/diagnostics``.
+
+    Every status is kept with the time it arrived and its header stamp. The node is the tests'
+    :class:`RosTestNode` (its own context, ``spin_until``, ``spin_for``, ``close``).
+    """
 
     def __init__(self, domain_id: int, name: str) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -59,7 +65,7 @@ class DiagnosticsObserver(RosTestNode):
                                           **values})
 
     def latest(self, who: str) -> dict:
-        """The newest record of ``who`` ('agent' or 'sim'), {} before the first."""
+        """Return the newest record of ``who`` ('agent' or 'sim'), {} before the first."""
         return self.records[who][-1] if self.records[who] else {}
 
 

@@ -1,4 +1,5 @@
-"""Whole-process wall clock: the installed ``ddpg-train`` CLI vs SB3 ``DDPG.learn``, same steps.
+"""
+Whole-process wall clock: the installed ``ddpg-train`` CLI vs SB3 ``DDPG.learn``, same steps.
 
 Rerun (about 3 minutes per repeat on 2 idle cores)::
 
@@ -62,7 +63,7 @@ def sb3_command(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def sb3_child(args: argparse.Namespace) -> None:
-    """What the SB3 subprocess runs: learn, one noise-free episode, save."""
+    """Run in the SB3 subprocess: learn, one noise-free episode, save."""
     import gymnasium as gym
     import torch
     from stable_baselines3 import DDPG

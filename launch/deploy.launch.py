@@ -1,4 +1,5 @@
-"""Run a trained policy on a robot: ddpg_agent in deploy mode.
+"""
+Run a trained policy on a robot: ddpg_agent in deploy mode.
 
     ros2 launch ddpg_ros deploy.launch.py checkpoint:=runs/hopper/checkpoint.pt \
         params_file:=my_robot.yaml

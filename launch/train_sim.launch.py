@@ -1,4 +1,5 @@
-"""Train in simulation: mujoco_sim + ddpg_agent in train mode.
+"""
+Train in simulation: mujoco_sim + ddpg_agent in train mode.
 
     ros2 launch ddpg_ros train_sim.launch.py task:=half_cheetah seed:=3
 
