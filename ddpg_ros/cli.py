@@ -12,7 +12,8 @@ from ddpg_ros.config import DDPGConfig, field_docs
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, preset_note: str = '') -> None:
-    """One ``--flag`` per :class:`DDPGConfig` field, with its default and docstring.
+    """
+    Add one ``--flag`` per :class:`DDPGConfig` field, with its default and docstring.
 
     A flag that is not given is absent from the parsed namespace (not set to its default), so
     that a preset can supply the value; see :func:`given_config_values`.
@@ -44,7 +45,8 @@ def given_config_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace,
                      base: dict[str, Any] | None = None) -> DDPGConfig:
-    """Build (and so validate) the config: ``base`` (a preset), then the given flags over it.
+    """
+    Build (and so validate) the config: ``base`` (a preset), then the given flags over it.
 
     :param base: DDPGConfig keyword arguments the flags override; fields in neither keep
         DDPGConfig's defaults.

@@ -1,4 +1,5 @@
-"""Tuned DDPG hyper-parameters per Gymnasium environment, read from ``presets.yaml``.
+"""
+Tuned DDPG hyper-parameters per Gymnasium environment, read from ``presets.yaml``.
 
 A preset maps :class:`ddpg_ros.config.DDPGConfig` field names to values, as
 rl-baselines3-zoo's ``hyperparams/*.yml`` do for Stable-Baselines3. ``ddpg-train`` starts
@@ -55,7 +56,8 @@ def _check_value(where: str, key: str, value: Any) -> Any:
 
 
 def validate_preset(name: str, preset: Any, source: str = 'preset') -> dict[str, Any]:
-    """Return ``preset`` checked: known keys, right types, values DDPGConfig accepts.
+    """
+    Return ``preset`` checked: known keys, right types, values DDPGConfig accepts.
 
     :param name: the preset's env id, named in errors.
     :param preset: the mapping read for it.
@@ -74,7 +76,8 @@ def validate_preset(name: str, preset: Any, source: str = 'preset') -> dict[str,
 
 
 def load_presets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """Return every preset of a presets file, validated, keyed by env id.
+    """
+    Return every preset of a presets file, validated, keyed by env id.
 
     :param path: a YAML file shaped as ``ddpg_ros/presets.yaml``; ``None`` for that file.
     :raises ValueError: a malformed file, or a preset with an unknown key, a wrong type or a
@@ -103,7 +106,8 @@ def preset_names(path: str | Path | None = None) -> tuple[str, ...]:
 
 def preset_for(name: str, path: str | Path | None = None,
                required: bool = False) -> dict[str, Any] | None:
-    """Return the DDPGConfig keyword arguments of a preset, or ``None`` when there is none.
+    """
+    Return the DDPGConfig keyword arguments of a preset, or ``None`` when there is none.
 
     :param name: a Gymnasium env id, e.g. ``'HalfCheetah-v5'``.
     :param path: the presets file; ``None`` for the package's.
@@ -120,7 +124,8 @@ def preset_for(name: str, path: str | Path | None = None,
 
 
 def env_id_for_task(task: str) -> str | None:
-    """Return the Gymnasium env id a task reproduces, e.g. ``'Hopper-v5'`` for ``'hopper'``.
+    """
+    Return the Gymnasium env id a task reproduces, e.g. ``'Hopper-v5'`` for ``'hopper'``.
 
     :param task: a built-in task name or ``package.module:ClassName``, as ``ddpg_agent``'s
         ``task`` parameter.
@@ -133,7 +138,8 @@ def env_id_for_task(task: str) -> str | None:
 
 
 def config_kwargs_for_task(task: str, path: str | Path | None = None) -> dict[str, Any]:
-    """Return the DDPGConfig keyword arguments of a task's preset; ``{}`` when it has none.
+    """
+    Return the DDPGConfig keyword arguments of a task's preset; ``{}`` when it has none.
 
     ``DDPGConfig(**config_kwargs_for_task('hopper'))`` is the learner ``ddpg_agent`` starts
     from for that task; parameters set for the node override single values.

@@ -28,12 +28,10 @@ from ddpg_ros.ddpg import DDPG
 from ddpg_ros.envs import make_env, spec_for_env
 from ddpg_ros.evaluation import evaluate
 from ddpg_ros.noise import make_noise
-from ddpg_ros.presets import NO_PRESET, PRESETS_FILE, describe, preset_for, preset_names
+from ddpg_ros.presets import (NO_PRESET, PRESETS_FILE, RUN_FIELDS, describe, preset_for,
+                              preset_names)
 from ddpg_ros.replay_buffer import ReplayBuffer
-
-CSV_FIELDS = ('env_steps', 'updates', 'episodes', 'time_s', 'steps_per_s', 'eval_return_mean',
-              'eval_return_std', 'train_return_mean', 'critic_loss', 'actor_loss', 'q_mean')
-
+from ddpg_ros.run_log import CSV_FIELDS, RunLog, prepare_output_dir
 
 @dataclass
 class RunConfig:
@@ -73,40 +71,6 @@ class TrainResult:
     wall_time_s: float
     eval_steps: list[int]
     eval_returns: list[float]
-
-
-class _Logger:
-    """progress.csv, TensorBoard and the terminal, from one record per evaluation."""
-
-    def __init__(self, out: Path, tensorboard: bool, append: bool = False) -> None:
-        path = out / 'progress.csv'
-        header = not (append and path.is_file() and path.stat().st_size)
-        self.csv_file = open(path, 'a' if append else 'w', newline='')
-        self.csv = csv.DictWriter(self.csv_file, fieldnames=CSV_FIELDS)
-        if header:
-            self.csv.writeheader()
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(log_dir=str(out))
-
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        if self.writer is not None and math.isfinite(value):
-            self.writer.add_scalar(tag, value, step)
-
-    def record(self, row: dict[str, float]) -> None:
-        self.csv.writerow({k: row.get(k, '') for k in CSV_FIELDS})
-        self.csv_file.flush()
-        step = int(row['env_steps'])
-        for key, value in row.items():
-            if key not in ('env_steps',) and value != '':
-                self.scalar(f'train/{key}' if not key.startswith('eval') else f'eval/{key}',
-                            float(value), step)
-
-    def close(self) -> None:
-        self.csv_file.close()
-        if self.writer is not None:
-            self.writer.close()
 
 
 class Trainer:
@@ -190,7 +154,8 @@ class Trainer:
         """Train for ``total_steps`` environment steps and write every output."""
         run, config, env, buffer = self.run_config, self.config, self.env, self.buffer
         run.out.mkdir(parents=True, exist_ok=True)
-        logger = _Logger(run.out, run.tensorboard, append=self.resumed_from > 0)
+        logger = RunLog(run.out, run.tensorboard, append=self.resumed_from > 0,
+                        title=run.env_id)
         bar = _ProgressBar(run, initial=self.resumed_from)
         # A resumed run starts a new episode, from a reset it has not seen before.
         obs, _ = env.reset(seed=config.seed + self.env_steps)
@@ -360,9 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _preset_config(args: argparse.Namespace) -> tuple[DDPGConfig, str]:
-    """Return the run's config, the preset's values under the flags given, and the line
-    that says where its values came from."""
-    given = given_config_values(args)
+    """
+    Return the run's config and the line that says where its values came from.
+
+    The config is the preset's values (or DDPGConfig's defaults) under the flags given.
+    """
+    # seed and device are per run, so only a preset's own settings count as overriding it.
+    given = {k: v for k, v in given_config_values(args).items() if k not in RUN_FIELDS}
     overrides = f'; flags override {describe(given)}' if given else ''
     asked = getattr(args, 'preset', None)
     if asked == NO_PRESET:
