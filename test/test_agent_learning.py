@@ -1,7 +1,9 @@
-"""ddpg_agent learns through ROS: ddpg_agent + mujoco_sim in lockstep solve InvertedPendulum,
-the checkpoint ddpg_agent wrote evaluates in ``ddpg-eval`` exactly as the agent's run saw it,
-and a run resumed from that checkpoint and its replay buffer continues it without losing or
-repeating anything.
+"""
+ddpg_agent learns through ROS.
+
+ddpg_agent + mujoco_sim in lockstep solve InvertedPendulum, the checkpoint ddpg_agent wrote
+evaluates in ``ddpg-eval`` exactly as the agent's run saw it, and a run resumed from that
+checkpoint and its replay buffer continues it without losing or repeating anything.
 
 Budget (CPU, 2 shared cores): the agent reaches the noise-free return of 1000 within 40,000
 environment steps; seed 0 takes about 17,000-19,000 (1-1.5 min here, with other load).
@@ -117,7 +119,7 @@ def assert_same_tensors(actual: object, expected: object, where: str) -> None:
 
 
 def adam_steps(checkpoint: Checkpoint) -> set[int]:
-    """The step count of every parameter in both Adam optimizers."""
+    """Return the step count of every parameter in both Adam optimizers."""
     return {int(state['step']) for name in ('actor_optimizer', 'critic_optimizer')
             for state in checkpoint.agent_state[name]['state'].values()}
 
