@@ -55,7 +55,8 @@ def config_from_args(args: argparse.Namespace,
 
 
 def run_cli(prog: str, body: Callable[[], int]) -> int:
-    """Run ``body``; bad input becomes one ``prog: error: ...`` line and exit status 2.
+    """
+    Run ``body``; bad input becomes one ``prog: error: ...`` line and exit status 2.
 
     Only errors that describe the user's input are caught (``ValueError`` and its
     subclasses, missing files); anything else is a bug and keeps its traceback.
