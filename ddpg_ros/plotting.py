@@ -8,28 +8,34 @@ from pathlib import Path
 
 def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str = '') -> Path:
     """
-    Plot evaluation return (mean and one standard deviation) against environment steps.
+    Plot the returns in a ``progress.csv`` against environment steps.
 
-    :raises ValueError: when the CSV holds no evaluation yet.
+    Noise-free evaluations (mean and one standard deviation) when the run has them, as
+    ``ddpg-train`` does; the mean return of the recent training episodes (with noise)
+    always, which is all a robot's run has.
+
+    :raises ValueError: when the CSV holds no return yet.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     with open(csv_path, newline='') as f:
-        rows = [r for r in csv.DictReader(f) if r.get('eval_return_mean')]
-    if not rows:
-        raise ValueError(f'{csv_path} has no evaluation rows')
-    steps = [int(r['env_steps']) for r in rows]
-    mean = [float(r['eval_return_mean']) for r in rows]
-    std = [float(r['eval_return_std'] or 0.0) for r in rows]
+        rows = list(csv.DictReader(f))
+    evaluated = [r for r in rows if r.get('eval_return_mean')]
     train = [(int(r['env_steps']), float(r['train_return_mean']))
              for r in rows if r.get('train_return_mean')]
+    if not evaluated and not train:
+        raise ValueError(f'{csv_path} has no returns yet')
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot(steps, mean, marker='o', color='tab:blue', label='evaluation (no noise)')
-    ax.fill_between(steps, [m - s for m, s in zip(mean, std)],
-                    [m + s for m, s in zip(mean, std)], color='tab:blue', alpha=0.2)
+    if evaluated:
+        steps = [int(r['env_steps']) for r in evaluated]
+        mean = [float(r['eval_return_mean']) for r in evaluated]
+        std = [float(r['eval_return_std'] or 0.0) for r in evaluated]
+        ax.plot(steps, mean, marker='o', color='tab:blue', label='evaluation (no noise)')
+        ax.fill_between(steps, [m - s for m, s in zip(mean, std)],
+                        [m + s for m, s in zip(mean, std)], color='tab:blue', alpha=0.2)
     if train:
         ax.plot(*zip(*train), color='tab:orange', alpha=0.8,
                 label='training episodes (last 10, with noise)')
@@ -40,6 +46,9 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str =
     ax.legend(loc='best')
     fig.tight_layout()
     png_path = Path(png_path)
-    fig.savefig(png_path)
+    # Drawn beside the file and renamed over it: a viewer never shows a half-written PNG.
+    partial = png_path.with_name(f'.{png_path.name}.partial')
+    fig.savefig(partial, format='png')
     plt.close(fig)
+    partial.replace(png_path)
     return png_path

@@ -8,7 +8,6 @@ also ``checkpoint.npz``, the replay buffer, so that ``--resume`` continues the r
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import math
 import sys
@@ -31,7 +30,8 @@ from ddpg_ros.noise import make_noise
 from ddpg_ros.presets import (NO_PRESET, PRESETS_FILE, RUN_FIELDS, describe, preset_for,
                               preset_names)
 from ddpg_ros.replay_buffer import ReplayBuffer
-from ddpg_ros.run_log import CSV_FIELDS, RunLog, prepare_output_dir
+from ddpg_ros.run_log import RunLog, prepare_output_dir
+
 
 @dataclass
 class RunConfig:
@@ -153,7 +153,7 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train for ``total_steps`` environment steps and write every output."""
         run, config, env, buffer = self.run_config, self.config, self.env, self.buffer
-        run.out.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(run.out, '--out')
         logger = RunLog(run.out, run.tensorboard, append=self.resumed_from > 0,
                         title=run.env_id)
         bar = _ProgressBar(run, initial=self.resumed_from)
@@ -221,10 +221,10 @@ class Trainer:
             raise
         finally:
             bar.close()
-            logger.close()
             env.close()
             self.eval_env.close()
-            _plot(run.out)
+            _plot(logger)
+            logger.close()
         return TrainResult(checkpoint=run.out / 'checkpoint.pt', env_steps=self.env_steps,
                            updates=self.agent.updates, wall_time_s=time.perf_counter() - start,
                            eval_steps=self.eval_steps, eval_returns=self.eval_returns)
@@ -235,12 +235,11 @@ def train(run: RunConfig, config: DDPGConfig) -> TrainResult:
     return Trainer(run, config).run()
 
 
-def _plot(out: Path) -> None:
-    from ddpg_ros.plotting import plot_learning_curve
-
+def _plot(logger: RunLog) -> None:
     try:
-        plot_learning_curve(out / 'progress.csv', out / 'learning_curve.png')
-    except (OSError, ValueError) as exc:
+        if logger.plot() is None:
+            print('ddpg-train: no learning curve plotted: no evaluation yet', file=sys.stderr)
+    except OSError as exc:
         print(f'ddpg-train: no learning curve plotted: {exc}', file=sys.stderr)
 
 

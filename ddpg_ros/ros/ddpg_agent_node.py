@@ -68,6 +68,7 @@ from ddpg_ros.noise import make_noise
 from ddpg_ros.replay_buffer import ReplayBuffer
 from ddpg_ros.ros.conversions import joint_state_to_robot_state, to_float64_multi_array
 from ddpg_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, STATE_QOS
+from ddpg_ros.run_log import BackgroundRunLog, prepare_output_dir
 from ddpg_ros.tasks import RobotState, Task, make_task
 
 NODE_NAME = 'ddpg_agent'
@@ -102,6 +103,10 @@ class AgentSettings:
     """Periodic checkpoints kept besides best.pt; 0 = keep all."""
     save_buffer: bool = False
     """Also save the replay buffer as an .npz next to each checkpoint."""
+    log_every: int = 1000
+    """Environment steps between rows of checkpoint_dir/progress.csv (train); 0 = none."""
+    tensorboard: bool = True
+    """Also write TensorBoard event files into checkpoint_dir (train)."""
     total_steps: int = 0
     """Environment steps after which the node checkpoints and exits; 0 = run forever."""
     reset_service: str = 'mujoco_sim/reset'
@@ -128,7 +133,8 @@ class AgentSettings:
         _check(self.mode in MODES, 'mode', self.mode, f'must be one of {", ".join(MODES)}')
         _check(self.mode == 'train' or bool(self.load_checkpoint), 'load_checkpoint',
                self.load_checkpoint, 'must name a checkpoint in deploy mode')
-        for name in ('checkpoint_every', 'keep_checkpoints', 'total_steps', 'torch_threads'):
+        for name in ('checkpoint_every', 'keep_checkpoints', 'total_steps', 'torch_threads',
+                     'log_every'):
             _check(getattr(self, name) >= 0, name, getattr(self, name), 'must be >= 0')
         _check(self.snapshot_every >= 1, 'snapshot_every', self.snapshot_every, 'must be >= 1')
         for name in ('reset_timeout', 'state_timeout', 'max_command_rate', 'max_update_wait',
@@ -172,6 +178,10 @@ class DDPGAgentNode(Node):
         super().__init__(NODE_NAME, **node_options)
         settings, config = self._declare_parameters()
         self.settings = settings
+        self._train = settings.mode == 'train'
+        if self._train:
+            # Before anything is built: a run that cannot keep its results does not start.
+            prepare_output_dir(settings.checkpoint_dir, 'checkpoint_dir')
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self.task: Task = make_task(settings.task)
@@ -180,9 +190,9 @@ class DDPGAgentNode(Node):
         self._high = np.asarray(self.task.action_high, dtype=np.float64)
         self._safe_command = _safe_command(settings.safe_command, self._low, self._high,
                                            self.task.action_names)
-        self._train = settings.mode == 'train'
         self._counters = {'env_steps': 0, 'episodes': 0}
         self._best_return = -math.inf
+        self._resumed_at = 0
         self.learner: BackgroundLearner | None = None
         self.buffer: ReplayBuffer | None = None
         self._build_core(settings, config)
@@ -241,10 +251,19 @@ class DDPGAgentNode(Node):
             self.create_timer(RESET_POLL_PERIOD, self._on_reset_timer, clock=_steady_clock())
         self._checkpoint_writer = threading.Thread(
             target=self._write_periodic_checkpoints, name='ddpg_checkpoints', daemon=True)
+        self._run_log: BackgroundRunLog | None = None
+        self._logged_steps = -1
+        self._started = time.monotonic()
         if self._train:
             for stale in remove_stale_temporaries(settings.checkpoint_dir):
                 self.get_logger().info(f'removed {stale}, left by a process killed mid-save')
             self._checkpoint_writer.start()
+            # progress.csv, TensorBoard and learning_curve.png, as ddpg-train writes them;
+            # a resumed run continues the CSV it finds.
+            self._run_log = BackgroundRunLog(
+                settings.checkpoint_dir, tensorboard=settings.tensorboard,
+                append=bool(settings.load_checkpoint), title=f'{self.task.name} (ddpg_agent)',
+                on_error=self.get_logger().error)
         self.get_logger().info(
             f'ready: mode {settings.mode}, task {self.task.name}, joints '
             f'{list(self.task.joint_names)}, actuators {list(self.task.action_names)}, '
@@ -300,6 +319,7 @@ class DDPGAgentNode(Node):
                                           'not the parameters: ' + '; '.join(differing))
             for key in self._counters:
                 self._counters[key] = int(checkpoint.counters.get(key, 0))
+            self._resumed_at = self._counters['env_steps']
             self._best_return = float(checkpoint.extra.get('best_return', -math.inf))
         else:
             self.agent = DDPG(task.obs_dim, self._low, self._high, config)
@@ -430,6 +450,9 @@ class DDPGAgentNode(Node):
         if self._train and self.settings.checkpoint_every and \
                 steps % self.settings.checkpoint_every == 0:
             self._checkpoint_due.set()
+        if self._run_log is not None and self.settings.log_every and \
+                steps % self.settings.log_every == 0:
+            self._record_progress()
         episode_over = terminated or self._episode_steps >= self.task.max_episode_steps
         if episode_over:
             self._end_episode()
@@ -506,6 +529,8 @@ class DDPGAgentNode(Node):
     def _end_episode(self) -> None:
         self._counters['episodes'] += 1
         self._return_publisher.publish(Float64(data=self._episode_return))
+        if self._run_log is not None:
+            self._run_log.scalar('train/episode_return', self._episode_return, self.env_steps)
         self._recent_returns = (self._recent_returns + [self._episode_return])[-RETURN_WINDOW:]
         self._episode_steps = 0
         self._episode_return = 0.0
@@ -651,6 +676,7 @@ class DDPGAgentNode(Node):
                                 extra=extra)
             self._best_return = best
             self._prune(directory)
+        self._run_log.plot()
         self.get_logger().info(f'checkpoint written: {path}')
         return path
 
@@ -674,6 +700,24 @@ class DDPGAgentNode(Node):
         if now - self._last_progress_log >= PROGRESS_PERIOD and self.env_steps:
             self._last_progress_log = now
             self._log_progress()
+
+    def _record_progress(self) -> None:
+        """Queue one row of ``progress.csv``; the losses stay tensors for the writer."""
+        if self.env_steps == self._logged_steps:
+            return  # the exit comes right after a row at the same step
+        self._logged_steps = self.env_steps
+        elapsed = time.monotonic() - self._started
+        info = self.learner.last_info
+        self._run_log.record({
+            'env_steps': self.env_steps, 'updates': self.learner.updates,
+            'episodes': self.episodes, 'time_s': round(elapsed, 3),
+            'steps_per_s': round((self.env_steps - self._resumed_at) / max(elapsed, 1e-9), 2),
+            'train_return_mean': (float(np.mean(self._recent_returns))
+                                  if self._recent_returns else ''),
+            'critic_loss': info.critic_loss if info else '',
+            'actor_loss': info.actor_loss if info else '',
+            'q_mean': info.q_mean if info else '',
+        })
 
     def _log_progress(self) -> None:
         """One line of progress for whoever watches the terminal of a long run."""
@@ -782,6 +826,11 @@ class DDPGAgentNode(Node):
                 self.save_checkpoint()
             except (OSError, ValueError) as exc:
                 self.get_logger().error(f'no checkpoint at exit: {exc}')
+        if self._run_log is not None:
+            self._record_progress()
+            if not self._run_log.close():
+                self.get_logger().error('progress.csv and learning_curve.png not finished '
+                                        'within 30 s')
         try:
             self._command_publisher.publish(to_float64_multi_array(self._safe_command))
             # Reliable delivery of the last command before the publisher goes away.
