@@ -25,6 +25,7 @@ from std_srvs.srv import Trigger
 from ddpg_ros.checkpoint import load_checkpoint
 from ddpg_ros.config import DDPGConfig
 from ddpg_ros.envs import spec_for_task
+from ddpg_ros.presets import preset_for
 from ddpg_ros.ros.ddpg_agent_node import AgentSettings
 from ddpg_ros.tasks import make_task
 
@@ -220,12 +221,34 @@ def test_startup_errors_exit_nonzero(ros_processes: ProcessGroup, param: str,
     ({'load_checkpoint': '/no/such.pt'}, ValueError, 'checkpoint /no/such.pt does not exist'),
     ({'hidden_sizes': [1.5]}, ParameterException, "expecting type 'INTEGER_ARRAY'"),
     ({'save_buffer': 'yes'}, ParameterException, "expecting type 'BOOL'"),
+    ({'preset': 'Pendulum-v9'}, ValueError, "preset='Pendulum-v9': unknown preset "
+                                            "'Pendulum-v9' (known: InvertedPendulum-v5, "),
 ])
 def test_bad_parameters_raise_clear_errors(ros_node: RosTestNode, tmp_path, params: dict,
                                            error: type, message: str) -> None:
     with pytest.raises(error) as info:
         start_agent(ros_node, tmp_path, **params)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize('params, preset, overrides', [
+    ({'task': 'inverted_pendulum'}, 'InvertedPendulum-v5', {}),
+    ({'task': 'hopper', 'batch_size': 64}, 'Hopper-v5', {'batch_size': 64}),
+    ({'task': 'inverted_pendulum', 'preset': 'HalfCheetah-v5', 'actor_lr': 0.002},
+     'HalfCheetah-v5', {'actor_lr': 0.002}),
+    ({'task': 'inverted_pendulum', 'preset': 'none'}, None, {}),
+])
+def test_hyper_parameters_come_from_the_preset_and_parameters_override_them(
+        ros_node: RosTestNode, tmp_path, params: dict, preset: str | None,
+        overrides: dict) -> None:
+    agent = start_agent(ros_node, tmp_path, device='cpu', buffer_size=1000, **params)
+    try:
+        expected = dataclasses.replace(
+            DDPGConfig(**(preset_for(preset) if preset else {})), device='cpu',
+            buffer_size=1000, **overrides)
+        assert agent.config == expected
+    finally:
+        stop_agent(ros_node, agent)
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])

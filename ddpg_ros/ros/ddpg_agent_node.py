@@ -65,6 +65,7 @@ from ddpg_ros.envs import spec_for_task
 from ddpg_ros.learner import BackgroundLearner, snapshot_finite
 from ddpg_ros.networks import Actor
 from ddpg_ros.noise import make_noise
+from ddpg_ros.presets import NO_PRESET, preset_for
 from ddpg_ros.replay_buffer import ReplayBuffer
 from ddpg_ros.ros.conversions import joint_state_to_robot_state, to_float64_multi_array
 from ddpg_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, STATE_QOS
@@ -93,6 +94,9 @@ class AgentSettings:
     """'train': explore, store transitions, learn; 'deploy': act with load_checkpoint only."""
     task: str = 'inverted_pendulum'
     """Built-in task name or package.module:ClassName."""
+    preset: str = ''
+    """Defaults of the DDPG hyper-parameters: an env id of ddpg_ros/presets.yaml; '' = the
+    task's env id, 'none' = DDPGConfig's defaults. Parameters set for the node override."""
     load_checkpoint: str = ''
     """Checkpoint to resume (train) or to run (deploy); '' = none."""
     checkpoint_dir: str = 'checkpoints'
@@ -176,7 +180,7 @@ class DDPGAgentNode(Node):
 
     def __init__(self, **node_options: Any) -> None:
         super().__init__(NODE_NAME, **node_options)
-        settings, config = self._declare_parameters()
+        settings = AgentSettings(**self._declare_fields(AgentSettings, AgentSettings()))
         self.settings = settings
         self._train = settings.mode == 'train'
         if self._train:
@@ -185,6 +189,9 @@ class DDPGAgentNode(Node):
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self.task: Task = make_task(settings.task)
+        preset_name, preset = _preset(settings.preset, self.task)
+        config = DDPGConfig(**self._declare_fields(DDPGConfig, DDPGConfig(**preset)))
+        self._report_preset(preset_name, preset, config)
         self.spec: PolicySpec = spec_for_task(self.task)
         self._low = np.asarray(self.task.action_low, dtype=np.float64)
         self._high = np.asarray(self.task.action_high, dtype=np.float64)
@@ -271,25 +278,33 @@ class DDPGAgentNode(Node):
             + (f', resumed at step {self._counters["env_steps"]}' if settings.load_checkpoint
                and self._train else ''))
 
-    def _declare_parameters(self) -> tuple[AgentSettings, DDPGConfig]:
-        """One read-only ROS parameter per field of :class:`AgentSettings` and
-        :class:`DDPGConfig`, with the dataclass's default and docstring; the dataclasses
-        validate the values."""
-        values: dict[type, dict[str, Any]] = {}
-        for cls in (AgentSettings, DDPGConfig):
-            docs = field_docs(cls)
-            defaults = cls()
-            values[cls] = {}
-            for f in dataclasses.fields(cls):
-                default = getattr(defaults, f.name)
-                if isinstance(default, tuple):
-                    default = list(default)
-                # Read-only: the core is built from these once; a later change would lie.
-                descriptor = ParameterDescriptor(description=docs.get(f.name, ''),
-                                                 read_only=True)
-                value = self.declare_parameter(f.name, _declared_type(default), descriptor).value
-                values[cls][f.name] = default if value is None else value
-        return AgentSettings(**values[AgentSettings]), DDPGConfig(**values[DDPGConfig])
+    def _declare_fields(self, cls: type, defaults: Any) -> dict[str, Any]:
+        """
+        Declare one read-only ROS parameter per field of dataclass ``cls``; return the values.
+
+        Each has the default from ``defaults`` and the field's docstring as its description;
+        the dataclass validates the values.
+        """
+        docs = field_docs(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            default = getattr(defaults, f.name)
+            if isinstance(default, tuple):
+                default = list(default)
+            # Read-only: the core is built from these once; a later change would lie.
+            descriptor = ParameterDescriptor(description=docs.get(f.name, ''), read_only=True)
+            value = self.declare_parameter(f.name, _declared_type(default), descriptor).value
+            values[f.name] = default if value is None else value
+        return values
+
+    def _report_preset(self, name: str, preset: dict[str, Any], config: DDPGConfig) -> None:
+        base = DDPGConfig(**preset)
+        overridden = [f'{f.name}={getattr(config, f.name)}' for f in dataclasses.fields(config)
+                      if getattr(config, f.name) != getattr(base, f.name)]
+        source = f'preset {name}' if name else "DDPGConfig's defaults (no preset)"
+        self.get_logger().info(
+            f'hyper-parameters: {source}'
+            + (f'; set for this node: {" ".join(overridden)}' if overridden else ''))
 
     def _build_core(self, settings: AgentSettings, config: DDPGConfig) -> None:
         """The agent (and in train mode buffer, noise, learner), fresh or from a checkpoint."""
@@ -842,6 +857,20 @@ class DDPGAgentNode(Node):
             self.get_logger().warning('safe command sent but not acknowledged by every '
                                       'subscriber within 2 s')
         self.get_logger().info(f'safe command {self._safe_command.tolist()} sent; exiting')
+
+
+def _preset(name: str, task: Task) -> tuple[str, dict[str, Any]]:
+    """Return the preset's name ('' for none) and its DDPGConfig keyword arguments."""
+    if name == NO_PRESET:
+        return '', {}
+    if not name:
+        name = task.env_id or ''
+        preset = preset_for(name) if name else None
+        return (name, preset) if preset is not None else ('', {})
+    try:
+        return name, preset_for(name, required=True)
+    except ValueError as exc:
+        raise ValueError(f'preset={name!r}: {exc}') from exc
 
 
 def _safe_command(values: list[float], low: np.ndarray, high: np.ndarray,
