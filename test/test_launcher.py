@@ -237,12 +237,24 @@ def test_task_config_is_keyed_by_node_and_matches_the_contract(task: str) -> Non
     DDPGConfig(**{name: value for name, value in agent.items() if name not in settings})
 
 
-def test_inverted_pendulum_config_has_the_tuned_hyper_parameters() -> None:
-    agent = _ros_parameters(CONFIG / 'inverted_pendulum.yaml')['ddpg_agent']
-    assert {name: agent[name] for name in ('learning_starts', 'actor_lr', 'critic_lr',
-                                           'batch_size', 'noise_sigma', 'updates_per_step')} \
+@pytest.mark.parametrize('task', TASKS)
+def test_task_config_leaves_the_hyper_parameters_to_the_task_preset(task: str) -> None:
+    from ddpg_ros.presets import RUN_FIELDS, preset_for
+
+    agent = _ros_parameters(CONFIG / f'{task}.yaml')['ddpg_agent']
+    tuned = {f.name for f in dataclasses.fields(DDPGConfig)} - set(RUN_FIELDS)
+    assert not tuned & set(agent), 'one source of hyper-parameters: ddpg_ros/presets.yaml'
+    assert preset_for(make_task(task).env_id, required=True)
+
+
+def test_inverted_pendulum_preset_has_the_tuned_hyper_parameters() -> None:
+    from ddpg_ros.presets import preset_for
+
+    preset = preset_for('InvertedPendulum-v5', required=True)
+    assert {name: preset[name] for name in ('learning_starts', 'actor_lr', 'critic_lr',
+                                            'batch_size', 'noise_sigma')} \
         == {'learning_starts': 1000, 'actor_lr': 0.001, 'critic_lr': 0.001, 'batch_size': 256,
-            'noise_sigma': 0.1, 'updates_per_step': 1.0}
+            'noise_sigma': 0.1}
 
 
 def test_deploy_example_config_is_for_the_agent_in_deploy_mode() -> None:
