@@ -10,9 +10,19 @@ from ddpg_ros.tasks.half_cheetah import HalfCheetah
 from ddpg_ros.tasks.hopper import Hopper
 from ddpg_ros.tasks.inverted_pendulum import InvertedPendulum
 from ddpg_ros.tasks.registry import BUILTIN_TASKS, available_tasks, make_task, task_for_env_id
+from ddpg_ros.tasks.sources import (ArraySample, COMMAND_INTERFACES, ImuSample, OdometrySample,
+                                    PoseSample, SOURCE_KINDS, Source, TwistSample)
 
 __all__ = [
+    'ArraySample',
     'BUILTIN_TASKS',
+    'COMMAND_INTERFACES',
+    'ImuSample',
+    'OdometrySample',
+    'PoseSample',
+    'SOURCE_KINDS',
+    'Source',
+    'TwistSample',
     'HalfCheetah',
     'Hopper',
     'InvertedPendulum',

@@ -9,10 +9,14 @@ serves a MuJoCo simulation, a real robot behind ros2_control, and the tests.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from ddpg_ros.tasks.sources import (COMMAND_INTERFACES, JOINT_STATES, POSITION_INTERFACES,
+                                    TWIST_AXES, Source, check_sources)
 
 
 def _as_vector(value: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
@@ -26,10 +30,14 @@ def _as_vector(value: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class RobotState:
     """
-    One joint-state sample, every array ordered as the task's ``joint_names``.
+    The robot's state at one control step: its joints, and every source the task reads.
 
-    The arrays are converted to 1-D float64 on construction and must all have the same
-    length; a state that fails this raises ``ValueError`` and should never be acted on.
+    ``position``, ``velocity`` and ``effort`` come from the task's joint-state source,
+    every array ordered as the task's ``joint_names``; ``sources`` holds the newest sample of
+    each declared source by name (see :mod:`ddpg_ros.tasks.sources`), for tasks that read
+    more than joints. The arrays are converted to 1-D float64 on construction and must all
+    have the same length; a state that fails this raises ``ValueError`` and should never be
+    acted on.
     """
 
     position: np.ndarray
@@ -40,6 +48,8 @@ class RobotState:
     """Joint efforts (N or N m)."""
     stamp: float
     """Sample time in seconds (sim time in simulation)."""
+    sources: Mapping[str, Any] = field(default_factory=dict)
+    """The newest sample of every source by name, e.g. ``sources['imu']``."""
 
     def __post_init__(self) -> None:
         # object.__setattr__ because the dataclass is frozen; it is still construction time.
@@ -118,6 +128,25 @@ class Task(abc.ABC):
     """Seconds per control step."""
     max_episode_steps: int
     """Steps after which an episode is truncated (a time limit, so values still bootstrap)."""
+    sources: tuple[Source, ...] = (JOINT_STATES,)
+    """The state sources read at every control step; ``joint_names`` come from the first
+    ``joint_state`` one."""
+    command_interface: str = 'effort'
+    """How actions reach the robot: one of ``COMMAND_INTERFACES``."""
+    command_joints: tuple[str, ...] | None = None
+    """For ``position`` and ``joint_trajectory``: the joint each action entry moves
+    (``None``: ``action_names``); the safe command holds their measured positions."""
+
+    @property
+    def joint_source(self) -> Source | None:
+        """Return the source ``joint_names`` are read from, or ``None`` for a task of none."""
+        return next((s for s in self.sources if s.kind == 'joint_state'), None)
+
+    @property
+    def commanded_joints(self) -> tuple[str, ...]:
+        """Return the joint of each action entry for position interfaces."""
+        return tuple(self.command_joints) if self.command_joints is not None \
+            else tuple(self.action_names)
 
     @property
     def obs_dim(self) -> int:
@@ -198,3 +227,37 @@ def validate_task(task: Task) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f'task {label}: max_episode_steps must be a positive int, '
                          f'got {steps!r}')
+    check_sources(task.sources, label)
+    if task.joint_names and task.joint_source is None:
+        raise ValueError(f'task {label} reads joints {task.joint_names} but declares no '
+                         'joint_state source')
+    check_command_interface(task, task.command_interface)
+
+
+def check_command_interface(task: Task, interface: str) -> None:
+    """
+    Check that ``task``'s actions can be sent through ``interface``.
+
+    :raises ValueError: an unknown interface, a twist action that names no twist axis, or a
+        position action whose joint the task does not read (its safe command would have no
+        position to hold).
+    """
+    label = type(task).__name__
+    if interface not in COMMAND_INTERFACES:
+        raise ValueError(f'task {label}: unknown command interface {interface!r}; choose one '
+                         f'of {", ".join(COMMAND_INTERFACES)}')
+    if interface == 'twist':
+        unknown = [name for name in task.action_names if name not in TWIST_AXES]
+        if unknown:
+            raise ValueError(f'task {label}: a twist command needs action names among '
+                             f'{", ".join(TWIST_AXES)}; got {unknown}')
+    if interface in POSITION_INTERFACES:
+        joints = task.commanded_joints
+        if len(joints) != task.action_dim:
+            raise ValueError(f'task {label}: command_joints names {len(joints)} joints for '
+                             f'{task.action_dim} actions')
+        unread = [name for name in joints if name not in task.joint_names]
+        if unread:
+            raise ValueError(f'task {label}: {interface} commands joints {unread} that it '
+                             f'does not read from joint states ({list(task.joint_names)}), so '
+                             'there is no measured position to hold')
