@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 from ddpg_ros.checkpoint import PolicySpec
+from ddpg_ros.mujoco_warnings import route_mujoco_warnings
 
 
 def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
@@ -14,6 +15,9 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
 
     :raises ValueError: unknown id, or an action space that is not a bounded ``Box``.
     """
+    # MuJoCo envs warn while compiling their model (HalfCheetah-v5 does): into the log, not
+    # into a MUJOCO_LOG.TXT in the user's working directory.
+    route_mujoco_warnings()
     try:
         env = gym.make(env_id, render_mode=render_mode, **kwargs)
     except gym.error.Error as exc:

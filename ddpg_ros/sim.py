@@ -17,6 +17,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from ddpg_ros.mujoco_warnings import route_mujoco_warnings
+
 
 def _one_line(exc: BaseException) -> str:
     return '; '.join(line.strip() for line in str(exc).splitlines() if line.strip())
@@ -30,6 +32,7 @@ def _is_mjcf_path(model: str) -> bool:
 def _load_mjcf(path: str) -> mujoco.MjModel:
     if not os.path.isfile(path):
         raise ValueError(f'MJCF file not found: {path}')
+    route_mujoco_warnings()
     try:
         return mujoco.MjModel.from_xml_path(path)
     except ValueError as exc:
@@ -41,6 +44,8 @@ def _make_gymnasium_env(env_id: str, frame_skip: int | None) -> Any:
     from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
     kwargs = {} if frame_skip is None else {'frame_skip': frame_skip}
+    # Compiling the env's model may warn (HalfCheetah-v5 does); into the log, not a file.
+    route_mujoco_warnings()
     try:
         env = gymnasium.make(env_id, **kwargs).unwrapped
     except (gymnasium.error.Error, ImportError, TypeError) as exc:
