@@ -143,6 +143,12 @@ class Simulation:
         return tuple(names)
 
     @property
+    def camera_defaults(self) -> dict[str, Any]:
+        """Return the Gymnasium env's ``default_camera_config``; {} for an MJCF model."""
+        renderer = getattr(self._env, 'mujoco_renderer', None)
+        return dict(getattr(renderer, 'default_cam_config', None) or {})
+
+    @property
     def time(self) -> float:
         """Simulated time in seconds since the last reset."""
         return float(self.data.time)

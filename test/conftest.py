@@ -238,6 +238,30 @@ def ros_node(ros_domain_id: int) -> Iterator[RosTestNode]:
     node.close()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """
+    Prepare MuJoCo before any test module imports it.
+
+    This process gets an OpenGL backend that renders without a display, and MuJoCo's
+    warnings go to the log, not to a MUJOCO_LOG.TXT in the working directory. MuJoCo fixes
+    its backend when first imported, so it is imported here under the chosen ``MUJOCO_GL``;
+    the variables are then given back, so that the processes tests start choose for
+    themselves, as they would for a user.
+    """
+    from ddpg_ros.rendering import select_gl_backend
+
+    saved = {name: os.environ.get(name) for name in ('MUJOCO_GL', 'PYOPENGL_PLATFORM')}
+    select_gl_backend()
+    from ddpg_ros.mujoco_warnings import route_mujoco_warnings
+
+    route_mujoco_warnings()  # imports MuJoCo
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     Mark every test that uses a ROS domain as ``ros``.
