@@ -88,14 +88,15 @@ class TestProcess:
 
     __test__ = False  # not a test class, despite the name
 
-    def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path,
+                 cwd: Path | None = None) -> None:
         self.command = list(command)
         self.log_path = log_path
         with open(log_path, 'wb') as log:
             # Own session: a Ctrl-C on pytest's terminal must not reach it behind our back.
             self.popen = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL,
                                           stdout=log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
+                                          start_new_session=True, cwd=cwd)
 
     @property
     def pid(self) -> int:
@@ -145,10 +146,15 @@ class ProcessGroup:
         self._log_dir = log_dir
         self.processes: list[TestProcess] = []
 
-    def start(self, command: Sequence[str], name: str = 'process') -> TestProcess:
-        """Start ``command``; its output goes to ``<tmp_path>/<name>-<n>.log``."""
+    def start(self, command: Sequence[str], name: str = 'process', cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> TestProcess:
+        """
+        Start ``command``; its output goes to ``<tmp_path>/<name>-<n>.log``.
+
+        ``cwd`` and ``env``, if given, replace the test's working directory and environment.
+        """
         log_path = self._log_dir / f'{name}-{len(self.processes)}.log'
-        process = TestProcess(command, self.env, log_path)
+        process = TestProcess(command, self.env if env is None else env, log_path, cwd)
         self.processes.append(process)
         return process
 

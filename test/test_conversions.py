@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
-from ddpg_ros.ros.conversions import joint_state_to_robot_state, to_float64_multi_array
+from ddpg_ros.ros.conversions import joint_state_to_robot_state, rgb_image, \
+    to_float64_multi_array
 
 pytestmark = pytest.mark.ros
 
@@ -113,3 +114,24 @@ def test_array_to_float64_multi_array() -> None:
     assert list(msg.layout.dim) == []
     assert list(to_float64_multi_array([1, 2]).data) == [1.0, 2.0]
     assert list(to_float64_multi_array(np.zeros(0)).data) == []
+
+
+def test_picture_to_rgb8_image() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    frame[0, 0] = (1, 2, 3)
+    msg = rgb_image(frame, 3_250_000_000, 'track')
+    assert isinstance(msg, Image)
+    assert (msg.height, msg.width, msg.step, msg.encoding) == (4, 5, 15, 'rgb8')
+    assert msg.is_bigendian == 0
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (3, 250_000_000)
+    assert msg.header.frame_id == 'track'
+    # Row by row, top row first, each pixel r, g, b: the frame's own C order.
+    assert bytes(msg.data) == frame.tobytes()
+    frame[0, 0] = 0  # the message holds a copy, not a view of a buffer reused later
+    assert list(msg.data[:3]) == [1, 2, 3]
+
+
+def test_a_flipped_view_is_sent_in_its_visible_order() -> None:
+    frame = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    msg = rgb_image(np.flipud(frame), 0, '')
+    assert bytes(msg.data) == np.flipud(frame).tobytes()

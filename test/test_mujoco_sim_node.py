@@ -13,14 +13,15 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ddpg_ros.ros.conversions import joint_state_to_robot_state, to_float64_multi_array
 from ddpg_ros.ros.mujoco_sim_node import SimSettings
 from ddpg_ros.ros.profiles import MUJOCO_SIM_PARAMETERS
-from ddpg_ros.ros.qos import CLOCK_QOS, COMMAND_QOS, STATE_QOS
+from ddpg_ros.rendering import RenderSettings
+from ddpg_ros.ros.qos import CLOCK_QOS, COMMAND_QOS, IMAGE_QOS, STATE_QOS
 from ddpg_ros.tasks import RobotState, Task, make_task
 
 from conftest import ProcessGroup, RosTestNode, TestProcess, node_command
@@ -30,16 +31,19 @@ START_TIMEOUT = 30.0
 REPLY_TIMEOUT = 5.0
 
 
-def stamp_ns(msg: JointState | Clock) -> int:
+def stamp_ns(msg: JointState | Clock | Image) -> int:
     stamp = msg.clock if isinstance(msg, Clock) else msg.header.stamp
     return Time.from_msg(stamp).nanoseconds
 
 
-def start_sim(processes: ProcessGroup, *params: str, namespace: str = '') -> TestProcess:
+def start_sim(processes: ProcessGroup, *params: str, namespace: str = '', **options
+              ) -> TestProcess:
+    """Start mujoco_sim with ``name:=value`` parameters; ``options`` go to ``start``."""
     ros_args = [arg for param in params for arg in ('-p', param)]
     if namespace:
         ros_args += ['-r', f'__ns:={namespace}']
-    return processes.start(node_command('mujoco_sim_node', *ros_args), name='mujoco_sim')
+    return processes.start(node_command('mujoco_sim_node', *ros_args), name='mujoco_sim',
+                           **options)
 
 
 class SimClient:
@@ -388,7 +392,8 @@ def test_graph_names_and_types_in_a_namespace(
 
 def test_launch_profiles_know_every_sim_parameter() -> None:
     # They route name:=value arguments by these names, without importing rclpy.
-    assert MUJOCO_SIM_PARAMETERS == tuple(setting.name for setting in fields(SimSettings))
+    assert MUJOCO_SIM_PARAMETERS == tuple(
+        setting.name for setting in fields(SimSettings) + fields(RenderSettings))
 
 
 @pytest.mark.parametrize('param, message', [
@@ -397,6 +402,11 @@ def test_launch_profiles_know_every_sim_parameter() -> None:
     ('mode:=fast', 'mode must be one of lockstep, realtime'),
     ('command_timeout:=0.0', 'command_timeout must be > 0'),
     ('seed:=-1', 'seed must be >= 0'),
+    ('image_rate:=-1.0', 'image_rate must be >= 0 Hz (0 = no pictures), got -1.0'),
+    ('image_rate:=.nan', 'image_rate must be >= 0 Hz (0 = no pictures), got nan'),
+    ('image_width:=0', 'image_width must be 1..4096 pixels, got 0'),
+    ('image_height:=-5', 'image_height must be 1..4096 pixels, got -5'),
+    ('camera:=overhead', "camera 'overhead' is not in the model (its cameras: none"),
 ])
 def test_bad_parameters_exit_nonzero_with_a_clear_error(
         ros_processes: ProcessGroup, param: str, message: str) -> None:
@@ -408,9 +418,109 @@ def test_bad_parameters_exit_nonzero_with_a_clear_error(
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_signal_ends_the_node_cleanly(
         ros_processes: ProcessGroup, sim_client: SimClient, sig: int) -> None:
-    sim = start_sim(ros_processes, 'mode:=realtime')
+    # Rendering too: its thread must not keep the process alive or fail loudly at the end.
+    sim = start_sim(ros_processes, 'mode:=realtime', 'image_rate:=20.0')
     sim_client.connect()
     started = time.monotonic()
     assert sim.stop(sig) == 0, sim.output()
     assert time.monotonic() - started < 5.0
     assert 'Traceback' not in sim.output()
+
+
+def _headless_env(env: dict[str, str]) -> dict[str, str]:
+    """
+    Return ``env`` without a display or a chosen OpenGL backend.
+
+    The node must then choose a backend itself, as for a user on a headless machine.
+    """
+    return {key: value for key, value in env.items()
+            if key not in ('MUJOCO_GL', 'PYOPENGL_PLATFORM', 'DISPLAY', 'WAYLAND_DISPLAY')}
+
+
+def _pixels(msg: Image) -> np.ndarray:
+    return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
+
+
+def test_realtime_publishes_images_at_image_rate_and_keeps_its_own_pace(
+        ros_processes: ProcessGroup, sim_client: SimClient, tmp_path) -> None:
+    rate, window, dt = 5.0, 4.0, 0.05  # HalfCheetah-v5: a 0.05 s control period
+    sim = start_sim(ros_processes, 'model:=HalfCheetah-v5', 'mode:=realtime',
+                    f'image_rate:={rate}', cwd=tmp_path,
+                    env=_headless_env(ros_processes.env))
+    images: list[Image] = []
+    sim_client.ros.node.create_subscription(Image, 'mujoco_sim/image', images.append,
+                                            IMAGE_QOS)
+    sim_client.connect()
+    assert sim_client.ros.spin_until(lambda: bool(images), START_TIMEOUT), sim.output()
+
+    states, count = len(sim_client.states), len(images)
+    sim_client.ros.spin_for(window)
+    received = images[count:]
+    # A loaded 2-core machine: generous bands, for the pictures and for the control rate.
+    assert 0.5 * rate * window <= len(received) <= 1.5 * rate * window, len(received)
+    assert 0.6 * window / dt <= len(sim_client.states) - states <= 1.15 * window / dt
+    for msg in received:
+        assert (msg.width, msg.height, msg.step) == (320, 240, 960)
+        assert msg.encoding == 'rgb8' and len(msg.data) == 320 * 240 * 3
+        assert msg.header.frame_id == 'tracking_camera'
+        assert stamp_ns(msg) % 50_000_000 == 0  # sim time: a whole number of periods
+    stamps = [stamp_ns(msg) for msg in received]
+    assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
+    colours = np.unique(_pixels(received[-1]).reshape(-1, 3), axis=0)
+    assert len(colours) > 50, 'the picture is (nearly) one colour'
+
+    # MuJoCo's warning about HalfCheetah's model went to the node's log, once; no file.
+    assert sim.output().count("compiler attribute 'settotalmass' is deprecated") == 1
+    assert 'MuJoCo warning: ' in sim.output()
+    assert not (tmp_path / 'MUJOCO_LOG.TXT').exists()
+
+
+def test_lockstep_steps_go_on_while_images_show_the_states(
+        ros_processes: ProcessGroup, sim_client: SimClient) -> None:
+    start_sim(ros_processes, 'model:=HalfCheetah-v5', 'image_rate:=10.0', 'camera:=track',
+              'image_width:=160', 'image_height:=120')
+    images: list[Image] = []
+    sim_client.ros.node.create_subscription(Image, 'mujoco_sim/image', images.append,
+                                            IMAGE_QOS)
+    state = sim_client.connect()
+    assert sim_client.ros.spin_until(lambda: bool(images), START_TIMEOUT)
+
+    count, steps, started = len(images), 0, time.monotonic()
+    while time.monotonic() - started < 3.0:
+        state = sim_client.step(np.sin(np.arange(6) + 0.3 * steps), after=state)
+        steps += 1
+    assert steps > 100, steps  # acting was not held up by the pictures
+    sim_client.ros.spin_for(0.3)
+    received = images[count:]
+    assert len(received) >= 10, len(received)
+    state_stamps = {stamp_ns(msg) for msg in sim_client.states}
+    for msg in received:
+        assert (msg.width, msg.height, msg.step, msg.encoding) == (160, 120, 480, 'rgb8')
+        assert msg.header.frame_id == 'track'
+        # Each picture shows a state the sim published, stamped as that state was.
+        assert stamp_ns(msg) in state_stamps
+    assert len({stamp_ns(msg) for msg in received}) > 5  # they follow the robot as it moves
+
+
+def test_viewer_without_a_display_is_refused_in_one_line_and_the_sim_runs(
+        ros_processes: ProcessGroup, sim_client: SimClient) -> None:
+    sim = start_sim(ros_processes, 'viewer:=true', env=_headless_env(ros_processes.env))
+    first = sim_client.connect()
+    sim_client.step([0.5], after=first)
+    lines = [line for line in sim.output().splitlines() if 'viewer' in line]
+    assert len(lines) == 1, sim.output()
+    assert 'no display (DISPLAY and WAYLAND_DISPLAY are unset)' in lines[0]
+    assert "going on without MuJoCo's viewer" in lines[0]
+    assert sim.popen.poll() is None
+
+
+def test_rendering_that_cannot_start_stops_the_node_with_one_line(
+        ros_processes: ProcessGroup) -> None:
+    # MuJoCo refuses OSMesa when PyOpenGL is told to use EGL.
+    env = {**ros_processes.env, 'MUJOCO_GL': 'osmesa', 'PYOPENGL_PLATFORM': 'egl'}
+    sim = start_sim(ros_processes, 'image_rate:=5.0', env=env)
+    assert sim.wait(START_TIMEOUT) == 1
+    lines = [line for line in sim.output().splitlines() if 'cannot start' in line]
+    assert len(lines) == 1, sim.output()
+    assert 'cannot render with OpenGL backend osmesa' in lines[0]
+    assert 'MUJOCO_GL=osmesa PYOPENGL_PLATFORM=osmesa' in lines[0]  # the way out

@@ -12,7 +12,7 @@ import array
 from collections.abc import Sequence
 
 import numpy as np
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
 from ddpg_ros.tasks import RobotState
@@ -72,6 +72,26 @@ def to_float64_multi_array(values: np.ndarray | Sequence[float]) -> Float64Multi
     """
     msg = Float64MultiArray()
     msg.data = array.array('d', np.asarray(values, dtype=np.float64).ravel().tobytes())
+    return msg
+
+
+def rgb_image(frame: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    """
+    Return an ``rgb8`` ``Image`` of a picture.
+
+    :param frame: uint8 array of shape (height, width, 3), rows top to bottom.
+    :param stamp_ns: ``header.stamp`` in nanoseconds.
+    :param frame_id: ``header.frame_id``, e.g. the camera's name.
+    """
+    height, width, _ = frame.shape
+    msg = Image(height=height, width=width, encoding='rgb8', is_bigendian=0, step=3 * width)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    msg.header.frame_id = frame_id
+    # One copy of the pixel buffer into an array('B'), which the message takes as it is;
+    # bytes or a list would be checked element by element when field checks are on.
+    data = array.array('B')
+    data.frombytes(np.ascontiguousarray(frame, dtype=np.uint8))
+    msg.data = data
     return msg
 
 

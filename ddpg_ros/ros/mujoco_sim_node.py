@@ -3,7 +3,8 @@
 It speaks the robot's side of the contract: ``joint_states`` and ``/clock`` out every control
 step, ``effort_controller/commands`` in (one value per actuator, as ros2_control's
 ``JointGroupEffortController`` takes them), ``~/reset`` for a new seeded initial state, and
-``/diagnostics`` once a second.
+``/diagnostics`` once a second; pictures on ``~/image`` at ``image_rate``, rendered from a
+copy of the state in a thread of their own (:mod:`ddpg_ros.rendering`), never holding up a step.
 
 ``lockstep`` mode advances exactly one control period per command and then publishes the new
 state, so the agent sets the pace. ``realtime`` mode advances on the wall clock at the
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -34,12 +37,15 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock as ClockMessage
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from ddpg_ros.ros.qos import CLOCK_QOS, COMMAND_QOS, DIAGNOSTICS_QOS, STATE_QOS
-from ddpg_ros.sim import Simulation
+from ddpg_ros.mujoco_warnings import route_mujoco_warnings
+from ddpg_ros.rendering import (TRACKING_CAMERA, RenderingError, RenderLoop, RenderSettings,
+                                copy_state, make_camera, select_gl_backend)
+from ddpg_ros.ros.conversions import rgb_image
+from ddpg_ros.ros.qos import CLOCK_QOS, COMMAND_QOS, DIAGNOSTICS_QOS, IMAGE_QOS, STATE_QOS
 
 NODE_NAME = 'mujoco_sim'
 MODES = ('lockstep', 'realtime')
@@ -101,19 +107,23 @@ class MujocoSimNode(Node):
     """Steps a :class:`~ddpg_ros.sim.Simulation` and publishes its joints.
 
     :raises ValueError: a parameter is invalid or the model cannot be loaded.
+    :raises ddpg_ros.rendering.RenderingError: pictures were asked for and OpenGL fails.
     :raises rclpy.exceptions.ParameterException: a parameter override has the wrong type.
     """
 
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        # Read-only: the simulation is built from them once, so a later change would lie.
-        self._settings = SimSettings(**{
-            setting.name: self.declare_parameter(
-                setting.name, setting.default, ParameterDescriptor(
-                    description=setting.metadata['description'], read_only=True)).value
-            for setting in fields(SimSettings)})
+        self._settings = self._declare(SimSettings)
+        self._render_settings = self._declare(RenderSettings)
+        # MuJoCo fixes its OpenGL backend when first imported, which is just below.
+        gl = select_gl_backend() if self._render_settings.image_rate > 0.0 else ''
+        route_mujoco_warnings(self.get_logger().warning)
+        from ddpg_ros.sim import Simulation
+
         self._sim = Simulation(self._settings.model, seed=self._settings.seed,
                                frame_skip=self._settings.frame_skip or None)
+        # Held while the physics changes, so that the render thread copies whole states.
+        self._state_lock = threading.Lock()
         self._stats = SimStats()
         self._joint_names = list(self._sim.joint_names)
         self._zero_command = np.zeros(len(self._sim.actuator_names))
@@ -142,10 +152,21 @@ class MujocoSimNode(Node):
             self.create_timer(self._sim.control_dt, self._on_control_timer,
                               clock=_steady_clock())
         self.create_timer(DIAGNOSTICS_PERIOD, self._on_diagnostics_timer, clock=_steady_clock())
+        self._render_loop = self._start_render_loop()
         self.get_logger().info(
             f'ready: model {self._settings.model}, mode {self._settings.mode}, control '
             f'period {self._sim.control_dt:g} s, joints {self._joint_names}, '
-            f'actuators {list(self._sim.actuator_names)}')
+            f'actuators {list(self._sim.actuator_names)}'
+            + (f', images {self._render_settings.image_rate:g} Hz (OpenGL: {gl})' if gl else ''))
+
+    def _declare(self, settings_type: type[Any]) -> Any:
+        # One read-only parameter per field: the simulation is built from them once, so a
+        # later change would lie.
+        return settings_type(**{
+            setting.name: self.declare_parameter(
+                setting.name, setting.default, ParameterDescriptor(
+                    description=setting.metadata['description'], read_only=True)).value
+            for setting in fields(settings_type)})
 
     def _on_command(self, msg: Float64MultiArray) -> None:
         self._stats.commands_received += 1
@@ -190,9 +211,10 @@ class MujocoSimNode(Node):
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
-        self._sim.reset()
+        with self._state_lock:
+            self._sim.reset()
+            self._sim_time_ns += self._dt_ns
         self._stats.resets += 1
-        self._sim_time_ns += self._dt_ns
         # A command chosen for the previous episode means nothing in the new one.
         self._command = self._zero_command
         self._holding_command = False
@@ -203,10 +225,40 @@ class MujocoSimNode(Node):
         return response
 
     def _advance(self, command: np.ndarray) -> None:
-        self._sim.step(command)
+        with self._state_lock:
+            self._sim.step(command)
+            self._sim_time_ns += self._dt_ns
         self._stats.steps += 1
-        self._sim_time_ns += self._dt_ns
         self._publish_state()
+
+    def _start_render_loop(self) -> RenderLoop | None:
+        settings = self._render_settings
+        make_camera(self._sim.model, settings.camera)  # a wrong name fails even if unused
+        if not settings.wanted:
+            return None
+        publisher = (self.create_publisher(Image, '~/image', IMAGE_QOS)
+                     if settings.image_rate > 0.0 else None)
+        frame_id = settings.camera or TRACKING_CAMERA
+        loop = RenderLoop(self._sim.model, self._snapshot,
+                          lambda frame, stamp_ns: publisher.publish(
+                              rgb_image(frame, stamp_ns, frame_id)),
+                          self._on_render_error, settings, self._sim.camera_defaults)
+        loop.start()
+        if loop.viewer_error:
+            self.get_logger().warning(
+                f"viewer: {loop.viewer_error}: going on without MuJoCo's viewer "
+                '(image_rate > 0 publishes mujoco_sim/image instead)')
+        return loop
+
+    def _snapshot(self, target: Any) -> int:
+        # In the render thread: the only moment it touches the simulation, and a short one.
+        with self._state_lock:
+            copy_state(self._sim.data, target)
+            return self._sim_time_ns
+
+    def _on_render_error(self, line: str) -> None:
+        if self.context.ok():  # a publish that fails because of a shutdown is no error
+            self.get_logger().error(line)
 
     def _publish_state(self) -> None:
         stamp = Time(nanoseconds=self._sim_time_ns).to_msg()
@@ -252,7 +304,9 @@ class MujocoSimNode(Node):
         self._diagnostics_publisher.publish(array)
 
     def destroy_node(self) -> None:
-        """Release the simulation with the node."""
+        """Stop rendering, then release the simulation with the node."""
+        if self._render_loop is not None:
+            self._render_loop.stop()
         self._sim.close()
         super().destroy_node()
 
@@ -264,7 +318,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         try:
             node = MujocoSimNode()
-        except (ValueError, ParameterException) as exc:
+        except (ValueError, ParameterException, RenderingError) as exc:
             rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {exc}')
             return 1
         # One thread: the simulation is not thread-safe, and a single-threaded executor runs

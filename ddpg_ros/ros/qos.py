@@ -29,3 +29,13 @@ CLOCK_QOS = QoSProfile(
 )
 """``/clock``: only the newest time matters; a reliable writer also serves rclpy's
 best-effort time source."""
+
+IMAGE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=2,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""``mujoco_sim/image``: a reliable writer serves both reliable subscribers (``ros2 topic hz``)
+and best-effort ones (image viewers with sensor-data QoS); a short queue, because a slow
+viewer wants the newest picture, not a backlog."""
