@@ -19,7 +19,9 @@ What runs, all in one ROS domain claimed with ``test/conftest.py``'s ``claim_dom
    ``task:=inverted_pendulum``, ``hidden_sizes:=[64, 64]``, batch 256,
    ``updates_per_step:=1.0``, ``learning_starts`` = ``--learning-starts``, the reset service
    ``mujoco_sim/reset``, ``checkpoint_every:=0``, ``total_steps:=0``, ``torch_threads`` 1 by
-   default). Once learning has started, the run alternates ``--repeats`` times between
+   default). ``--image-rate`` > 0 also has the sim render ``mujoco_sim/image`` pictures (at
+   its default 320x240) at that rate, with no subscriber, to show what rendering costs the
+   loop. Once learning has started, the run alternates ``--repeats`` times between
    *learning paused* (``ddpg_agent/set_training`` false: acting, noise and replay go on, no
    gradient updates, no waiting for the learner) and *learning on* (``set_training`` true:
    one update per env step, held by the agent delaying its next command). Each phase gets
@@ -205,7 +207,7 @@ def measure_pair(args: argparse.Namespace, env: dict[str, str], domain_id: int,
     checkpoint_dir = log_dir / 'checkpoints'
     sim_cmd = [sys.executable, '-m', 'ddpg_ros.ros.mujoco_sim_node', '--ros-args',
                '-p', 'model:=InvertedPendulum-v5', '-p', 'mode:=lockstep',
-               '-p', f'seed:={args.seed}']
+               '-p', f'seed:={args.seed}', '-p', f'image_rate:={args.image_rate}']
     hidden = '[' + ', '.join(str(h) for h in args.hidden_sizes) + ']'
     agent_cmd = [sys.executable, '-m', 'ddpg_ros.ros.ddpg_agent_node', '--ros-args',
                  '-p', 'mode:=train', '-p', 'task:=inverted_pendulum',
@@ -304,7 +306,8 @@ def markdown(report: dict) -> str:
         '',
         f'Agent: InvertedPendulum-v5 / task inverted_pendulum, hidden_sizes '
         f'{a["hidden_sizes"]}, batch {a["batch_size"]}, learning_starts '
-        f'{a["learning_starts"]}, torch_threads {a["torch_threads"]}, CPU; '
+        f'{a["learning_starts"]}, torch_threads {a["torch_threads"]}, CPU; sim image_rate '
+        f'{a.get("image_rate", 0.0):g} Hz; '
         f'{a["repeats"]} repeats x {a["window"]} s windows after {a["warmup"]} s settling; '
         f'floor {a["floor_repeats"]} x {a["round_trips"]} round trips.',
         '',
@@ -349,6 +352,8 @@ def main() -> int:
     parser.add_argument('--buffer-size', type=int, default=200_000)
     parser.add_argument('--torch-threads', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--image-rate', type=float, default=0.0,
+                        help="the sim's image_rate (Hz): what rendering pictures costs")
     parser.add_argument('--skip-floor', action='store_true')
     parser.add_argument('--out-dir', type=Path, default=HERE / 'results')
     args = parser.parse_args()
