@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ddpg_ros.sim import Simulation
-from ddpg_ros.tasks import (Hopper, RobotState, Task, available_tasks, make_task,
+from ddpg_ros.sim_sensors import SimSensors
+from ddpg_ros.tasks import (AntOnRobot, Hopper, RobotState, Task, available_tasks, make_task,
                             task_for_env_id, validate_task)
 from ddpg_ros.tasks.examples import MODEL_PATH, ReachTarget
 
@@ -75,7 +76,7 @@ def test_hopper_keyword_arguments_match_gymnasium_kwargs() -> None:
                              expect_terminations=False, **kwargs)
 
 
-@pytest.mark.parametrize(('name', 'env_id'), BUILTINS)
+@pytest.mark.parametrize(('name', 'env_id'), BUILTINS + [('ant', 'Ant-v5')])
 def test_builtin_task_spec_matches_gymnasium(name: str, env_id: str) -> None:
     task = make_task(name)
     env = gym.make(env_id)
@@ -212,3 +213,113 @@ def test_robot_state_from_joints_reorders_by_name() -> None:
 def test_builtin_tasks_validate() -> None:
     for name in available_tasks():
         validate_task(make_task(name))
+
+
+ANT_QUATERNION = slice(1, 5)
+"""Where the torso's (w, x, y, z) quaternion sits in Ant-v5's observation."""
+
+
+def assert_reset_observation_matches(observation: np.ndarray, gym_obs: np.ndarray) -> None:
+    """
+    Compare an episode's first Ant observation with Gymnasium's.
+
+    Gymnasium's reset noise is added to the quaternion too, so its first observation holds
+    an unnormalised one (the physics normalises it); odometry carries the unit quaternion.
+    """
+    expected = gym_obs.copy()
+    quaternion = expected[ANT_QUATERNION]
+    assert abs(np.linalg.norm(quaternion) - 1.0) > 1e-3  # the case this function is for
+    expected[ANT_QUATERNION] = quaternion / np.linalg.norm(quaternion)
+    np.testing.assert_allclose(observation, expected, rtol=0.0, atol=1e-12)
+
+
+def test_ant_matches_gymnasium_step_by_step() -> None:
+    """The sim's odom, root_pose and contact_forces give Ant-v5's observation and reward."""
+    task = make_task('ant')
+    env = gym.make('Ant-v5')
+    gym_obs, _ = env.reset(seed=1)
+    # What mujoco_sim would publish, read from the env itself and from the Simulation the
+    # node steps: both must give Gymnasium's numbers.
+    sim = Simulation('Ant-v5', seed=1)
+    readers = [(SimSensors(env.unwrapped.model), env.unwrapped.data),
+               (SimSensors(sim.model), sim.data)]
+    states = [sensors.robot_state(task, data) for sensors, data in readers]
+    for state in states:
+        assert_reset_observation_matches(task.observation(state), gym_obs)
+    terminations = 0
+    obs_error = 0.0
+    for step in range(300):
+        action = sinusoid(step, task.action_low, task.action_high)
+        gym_obs, gym_reward, gym_terminated, _, _ = env.step(action)
+        sim.step(action)
+        previous_states = states
+        states = [sensors.robot_state(task, data) for sensors, data in readers]
+        for previous, state in zip(previous_states, states):
+            observation = task.observation(state)
+            assert observation.dtype == np.float64 and observation.shape == (task.obs_dim,)
+            # The twist is rotated into the body frame and back: equal to rounding.
+            np.testing.assert_allclose(observation, gym_obs, rtol=0.0, atol=1e-9)
+            obs_error = max(obs_error, float(np.abs(observation - gym_obs).max()))
+            # Every term is a copy of what Gymnasium reads: equal bit for bit.
+            assert task.reward(previous, action, state) == gym_reward, f'step {step}'
+            assert task.terminated(state) == gym_terminated, f'step {step}'
+        if gym_terminated:
+            terminations += 1
+            gym_obs, _ = env.reset()
+            sim.reset()
+            states = [sensors.robot_state(task, data) for sensors, data in readers]
+            for state in states:
+                assert_reset_observation_matches(task.observation(state), gym_obs)
+    env.close()
+    sim.close()
+    assert terminations > 0
+    assert obs_error < 1e-12
+
+
+def test_ant_on_robot_reads_only_what_a_robot_publishes() -> None:
+    """Gymnasium's Ant without contact forces, progress measured by odometry."""
+    task = make_task('ddpg_ros.tasks.ant:AntOnRobot')
+    assert [(s.name, s.kind) for s in task.sources] == [('joint_states', 'joint_state'),
+                                                        ('odom', 'odometry')]
+    assert task.env_id is None and task.obs_dim == 27
+    kwargs = {'contact_cost_weight': 0.0, 'include_cfrc_ext_in_observation': False}
+    env = gym.make('Ant-v5', **kwargs)
+    gym_obs, _ = env.reset(seed=2)
+    sensors, data = SimSensors(env.unwrapped.model), env.unwrapped.data
+    state = sensors.robot_state(task, data)
+    forward_gap = 0.0
+    for step in range(100):
+        # float64: a float32 action makes Gymnasium's reward float32, too coarse for 1e-9.
+        action = sinusoid(step, task.action_low, task.action_high).astype(np.float64)
+        gym_obs, gym_reward, gym_terminated, _, info = env.step(action)
+        previous, state = state, sensors.robot_state(task, data)
+        np.testing.assert_allclose(task.observation(state), gym_obs, rtol=0.0, atol=1e-9)
+        assert task.terminated(state) == gym_terminated
+        # Only the forward term differs: odometry's x instead of Gymnasium's kinematic one.
+        odom_velocity = (state.sources['odom'].position[0]
+                         - previous.sources['odom'].position[0]) / task.control_dt
+        assert task.reward(previous, action, state) == pytest.approx(
+            gym_reward - info['x_velocity'] + odom_velocity, abs=1e-9)
+        forward_gap = max(forward_gap, abs(odom_velocity - info['x_velocity']))
+        assert not gym_terminated
+    env.close()
+    # The reason Ant reads root_pose: the two measures really differ.
+    assert forward_gap > 1e-4
+
+
+def test_ant_sources_follow_its_keyword_arguments() -> None:
+    def names(task: Task) -> list[str]:
+        return [source.name for source in task.sources]
+
+    assert names(make_task('ant')) == ['joint_states', 'odom', 'root_pose', 'contact_forces']
+    from ddpg_ros.tasks import Ant
+
+    assert names(Ant(progress_from='odom', contact_cost_weight=0.0)) == [
+        'joint_states', 'odom', 'contact_forces']
+    assert names(Ant(include_cfrc_ext_in_observation=False)) == [
+        'joint_states', 'odom', 'root_pose', 'contact_forces']
+    assert Ant(include_cfrc_ext_in_observation=False).obs_dim == 27
+    with pytest.raises(ValueError, match="progress_from 'gps' is not one of root_pose, odom"):
+        Ant(progress_from='gps')
+    with pytest.raises(ValueError, match='AntOnRobot fixes progress_from; use Ant'):
+        AntOnRobot(progress_from='root_pose')

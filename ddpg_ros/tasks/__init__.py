@@ -5,6 +5,7 @@ Nothing here imports ROS or a physics engine; see :mod:`ddpg_ros.tasks.examples`
 write your own task.
 """
 
+from ddpg_ros.tasks.ant import Ant, AntOnRobot
 from ddpg_ros.tasks.base import RobotState, Task, validate_task
 from ddpg_ros.tasks.half_cheetah import HalfCheetah
 from ddpg_ros.tasks.hopper import Hopper
@@ -14,6 +15,8 @@ from ddpg_ros.tasks.sources import (ArraySample, COMMAND_INTERFACES, ImuSample, 
                                     PoseSample, SOURCE_KINDS, Source, TwistSample)
 
 __all__ = [
+    'Ant',
+    'AntOnRobot',
     'ArraySample',
     'BUILTIN_TASKS',
     'COMMAND_INTERFACES',

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import importlib
 
+from ddpg_ros.tasks.ant import Ant
 from ddpg_ros.tasks.base import Task, validate_task
 from ddpg_ros.tasks.half_cheetah import HalfCheetah
 from ddpg_ros.tasks.hopper import Hopper
 from ddpg_ros.tasks.inverted_pendulum import InvertedPendulum
 
 BUILTIN_TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (InvertedPendulum, HalfCheetah, Hopper)
+    task.name: task for task in (InvertedPendulum, HalfCheetah, Hopper, Ant)
 }
-"""Built-in tasks by name; each reproduces the Gymnasium env named by its ``env_id``."""
+"""Built-in tasks by name; those with an ``env_id`` reproduce that Gymnasium env exactly."""
 
 
 def available_tasks() -> tuple[str, ...]:
