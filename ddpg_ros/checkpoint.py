@@ -49,6 +49,8 @@ class PolicySpec:
     """Joints read from ``joint_states``, by name."""
     env_id: str | None = None
     """The Gymnasium environment this task mirrors, when there is one."""
+    control_period: float | None = None
+    """Seconds per control step the policy acts at; ``None`` in checkpoints before it."""
 
     @property
     def obs_dim(self) -> int:
@@ -79,6 +81,25 @@ class PolicySpec:
             if len(ours) != len(theirs) or not np.allclose(ours, theirs, rtol=0, atol=1e-6):
                 diffs.append(f'{name}: checkpoint {list(ours)}, robot {list(theirs)}')
         return diffs
+
+    def check_control_period(self, period: float, path: str | os.PathLike = '') -> None:
+        """
+        Refuse to run this policy at a control period 1 % or more off the one it learned at.
+
+        A policy acts on what one step of its period does; at another period the same
+        action moves the robot differently. A checkpoint that does not record its period
+        (older files) is taken on trust.
+
+        :raises CheckpointError: naming both periods.
+        """
+        trained = self.control_period
+        if trained is None or abs(period - trained) <= 0.01 * trained:
+            return
+        where = f' {path}' if path else ''
+        raise CheckpointError(
+            f'checkpoint{where} was trained at a control period of {trained:g} s '
+            f'({1 / trained:g} Hz); this robot runs at {period:g} s ({1 / period:g} Hz): '
+            'set control_rate to match, or train at this rate')
 
     def check_matches(self, robot: 'PolicySpec', path: str | os.PathLike = '') -> None:
         """Raise :class:`CheckpointError` listing every difference from ``robot``."""

@@ -39,8 +39,12 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
     return env
 
 
-def spec_for_task(task) -> PolicySpec:
-    """Return the spec of a :class:`ddpg_ros.tasks.Task`."""
+def spec_for_task(task, control_period: float | None = None) -> PolicySpec:
+    """
+    Return the spec of a :class:`ddpg_ros.tasks.Task`.
+
+    :param control_period: seconds per control step; ``None`` = the task's ``control_dt``.
+    """
     return PolicySpec(
         task=task.name,
         observation_names=list(task.observation_names),
@@ -49,6 +53,8 @@ def spec_for_task(task) -> PolicySpec:
         action_high=[float(v) for v in task.action_high],
         joint_names=list(task.joint_names),
         env_id=task.env_id,
+        control_period=float(control_period if control_period is not None
+                             else task.control_dt),
     )
 
 
@@ -73,4 +79,5 @@ def spec_for_env(env_id: str, env: gym.Env) -> PolicySpec:
         action_low=[float(v) for v in space.low],
         action_high=[float(v) for v in space.high],
         env_id=env_id,
+        control_period=float(env.unwrapped.dt),
     )

@@ -4,7 +4,8 @@ Checkpoints travel between ddpg-train and ddpg_agent.
 A policy trained in Gymnasium, deployed by ddpg_agent against mujoco_sim, gets exactly the
 return ddpg-eval reports.
 
-Budget: ``ddpg-train`` needs 15,000 steps to solve InvertedPendulum-v5 (about 30 s here).
+Budget: ``ddpg-train`` runs 25,000 steps on InvertedPendulum-v5 (about 50 s here) and keeps
+the best evaluation's checkpoint, solved from about 17,000 steps on.
 """
 
 from __future__ import annotations
@@ -13,25 +14,33 @@ from pathlib import Path
 
 import pytest
 
+from ddpg_ros.checkpoint import load_checkpoint
+
 from agent_helpers import START_TIMEOUT, AgentListener, agent_command, ddpg_cli, eval_mean_return
 from conftest import ProcessGroup, RosTestNode, node_command
 
 pytestmark = pytest.mark.ros
 
 SOLVED = 1000.0
+TRAIN_STEPS = 25_000
 
 
 @pytest.fixture(scope='module')
 def gym_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train ``ddpg-train`` on InvertedPendulum-v5 to a solved checkpoint (return 1000)."""
     out = tmp_path_factory.mktemp('ddpg_train')
-    stdout = ddpg_cli('ddpg-train', '--env', 'InvertedPendulum-v5', '--total-steps', '15000',
-                      '--learning-starts', '1000', '--actor-lr', '1e-3', '--critic-lr', '1e-3',
-                      '--hidden-sizes', '64', '64', '--batch-size', '64', '--seed', '0',
-                      '--torch-threads', '1', '--eval-every', '15000', '--eval-episodes', '3',
-                      '--no-progress', '--no-tensorboard', '--out', str(out))
-    assert 'final_eval_return: 1000.000' in stdout, stdout
-    return out / 'checkpoint.pt'
+    # The best evaluation's checkpoint, not the last one: DDPG on the pendulum solves it and
+    # can lose it again a few thousand steps later, and when depends on the machine's
+    # floating-point kernels. Seed 0 here: solved from 17,000 steps on.
+    ddpg_cli('ddpg-train', '--env', 'InvertedPendulum-v5', '--total-steps', str(TRAIN_STEPS),
+             '--learning-starts', '1000', '--actor-lr', '1e-3', '--critic-lr', '1e-3',
+             '--hidden-sizes', '64', '64', '--batch-size', '64', '--seed', '0',
+             '--torch-threads', '1', '--eval-every', '1000', '--eval-episodes', '3',
+             '--no-progress', '--no-tensorboard', '--out', str(out))
+    best = out / 'best.pt'
+    assert load_checkpoint(best).extra['best_eval_return'] == SOLVED, \
+        (out / 'progress.csv').read_text()
+    return best
 
 
 def test_ddpg_train_checkpoint_deploys_through_ros_with_the_ddpg_eval_return(

@@ -78,7 +78,7 @@ def test_fuzzed_joint_states_never_reach_a_command_or_the_buffer(
     try:
         assert ros_node.spin_until(
             lambda: (listener.states.get_subscription_count() > 0
-                     and agent._command_publisher.get_subscription_count() > 0),
+                     and agent.commands.publisher.get_subscription_count() > 0),
             START_TIMEOUT)
         rng = np.random.default_rng(0)
         observations: list[np.ndarray | None] = []
@@ -113,8 +113,8 @@ def test_fuzzed_joint_states_never_reach_a_command_or_the_buffer(
     assert len(commands) == valid_count + 1
     assert np.isfinite(commands).all()
     assert (np.abs(commands) <= 3.0).all()
-    assert agent._stats['invalid_states'] == FUZZ_MESSAGES - valid_count
-    assert agent._stats['non_finite_actions'] == 0
+    assert agent.stats['invalid_states'] == FUZZ_MESSAGES - valid_count
+    assert agent.stats['non_finite_actions'] == 0
 
     # Transitions only between consecutive valid states, in order, with the action sent.
     pairs = [(i, observations[i], observations[i + 1]) for i in range(FUZZ_MESSAGES - 1)
@@ -194,7 +194,7 @@ def test_watchdog_sends_the_safe_command_once_and_acting_resumes(
     try:
         assert ros_node.spin_until(
             lambda: (listener.states.get_subscription_count() > 0
-                     and agent._command_publisher.get_subscription_count() > 0),
+                     and agent.commands.publisher.get_subscription_count() > 0),
             START_TIMEOUT)
         # Before the first command there is no acting to stop: the watchdog stays quiet.
         ros_node.spin_for(timeout + 0.3)
@@ -220,7 +220,7 @@ def test_watchdog_sends_the_safe_command_once_and_acting_resumes(
         assert len(agent.buffer) == stored
         send_state()
         assert len(agent.buffer) == stored + 1
-        assert agent._stats['watchdog_trips'] >= 1
+        assert agent.stats['watchdog_trips'] >= 1
     finally:
         stop_agent(ros_node, agent)
     assert np.isfinite(np.array(listener.commands)).all()
@@ -254,9 +254,9 @@ def test_watchdog_trips_while_a_reset_is_pending_and_nothing_kept_acts_later(
             publish(0.0)
             assert ros_node.spin_until(lambda: len(listener.commands) > count, REPLY_TIMEOUT)
         publish(0.5)  # the pole is down: the episode ends and a reset is requested
-        assert ros_node.spin_until(lambda: agent._reset_pending, REPLY_TIMEOUT)
+        assert ros_node.spin_until(lambda: agent.reset.pending, REPLY_TIMEOUT)
         publish(0.01)  # a new episode's first state, kept until the reset is confirmed
-        ros_node.spin_until(lambda: agent._kept_state is not None, REPLY_TIMEOUT)
+        ros_node.spin_until(lambda: agent.samples.complete(), REPLY_TIMEOUT)
         last_state_at = time.monotonic()
         count = len(listener.commands)
         assert ros_node.spin_until(lambda: len(listener.commands) > count, timeout + 3.0), \
@@ -268,7 +268,7 @@ def test_watchdog_trips_while_a_reset_is_pending_and_nothing_kept_acts_later(
         # Fresh state: acting resumes on a new chain, the abandoned reset forgotten.
         publish(0.0)
         assert ros_node.spin_until(lambda: len(listener.commands) > count + 1, REPLY_TIMEOUT)
-        assert not agent._reset_pending
+        assert not agent.reset.pending
     finally:
         stop_agent(ros_node, agent)
 
@@ -395,7 +395,7 @@ def test_a_state_that_breaks_the_task_is_refused_not_fatal(
     finally:
         stop_agent(ros_node, agent)
     # State 0 acted on; state 1's reward failed (refused, chain broken); state 2 starts anew.
-    assert agent._stats['invalid_states'] == 1
-    assert 'IndexError: user bug' in agent._last_problem
+    assert agent.stats['invalid_states'] == 1
+    assert 'IndexError: user bug' in agent.last_problem
     assert len(agent.buffer) == 0
     assert commands == 2

@@ -307,7 +307,8 @@ def test_resume_restores_networks_optimizers_counters_noise_and_buffer(
         saved.append(first.save_checkpoint())
     stop_agent(ros_node, first)
     # The last two checkpoints with their buffers remain; no episode ended, so no best.pt.
-    assert sorted(p.name for p in directory.iterdir()) == sorted(
+    run_log = ('progress.csv', 'learning_curve.png', 'events.out.tfevents.')
+    assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(run_log)) == sorted(
         [saved[1].name, saved[2].name, saved[1].with_suffix('.npz').name,
          saved[2].with_suffix('.npz').name])
     checkpoint = load_checkpoint(saved[2])
@@ -326,10 +327,10 @@ def test_resume_restores_networks_optimizers_counters_noise_and_buffer(
             for index, saved_state in checkpoint.agent_state[optimizer]['state'].items():
                 assert torch.equal(resumed[index]['step'], saved_state['step'])
                 assert torch.equal(resumed[index]['exp_avg'], saved_state['exp_avg'])
-        assert second._noise.x.tolist() == checkpoint.extra['noise']['x']
+        assert second.policy.noise.x.tolist() == checkpoint.extra['noise']['x']
         # Exploration and replay sampling go on with the streams' next draws, not their first.
         rng_state = checkpoint.extra['rng_state']
-        assert second._rng.bit_generator.state == rng_state['exploration']
+        assert second.policy.rng.bit_generator.state == rng_state['exploration']
         assert second.buffer.rng.bit_generator.state == rng_state['replay']
         fresh = np.random.default_rng(0).bit_generator.state  # seed 0, the default
         assert rng_state['exploration'] != fresh and rng_state['replay'] != fresh
