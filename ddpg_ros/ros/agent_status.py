@@ -129,3 +129,17 @@ def progress_line(agent: DDPGAgentNode) -> str:
         if learner.fault is not None:
             line += f'  LEARNER FAULT: {learner.fault}'
     return line
+
+
+def ready_line(agent: DDPGAgentNode) -> str:
+    """Return the line that says what the agent reads, commands and runs on."""
+    settings, task = agent.settings, agent.task
+    resumed = agent.policy.counters['env_steps']
+    pace = (f'control_rate {settings.control_rate:g} Hz' if settings.control_rate
+            else 'acting on every robot step')
+    return (f'ready: mode {settings.mode}, task {task.name}, joints {list(task.joint_names)}, '
+            f'sources {[s.name for s in task.sources]}, {agent.commands.interface} commands '
+            f'on {agent.commands.topic} for {list(task.action_names)}, {pace}, device '
+            f'{agent.policy.agent.device}'
+            + (f', resumed at step {resumed}' if settings.load_checkpoint
+               and agent.policy.training else ''))

@@ -1,26 +1,18 @@
 """
 The ``ddpg_agent`` node: wires a robot's topics to the ROS-free control step and learner.
 
-Data flow (DESIGN.md): each state source's messages are converted at the edge into samples
-(:mod:`ddpg_ros.ros.interfaces`) and kept as the newest valid one per source
-(:class:`~ddpg_ros.control.sampling.LatestSamples`). A control step runs when every
-required source has a new sample (``control_rate`` 0, lockstep sims) or on a timer on ROS
-time (``control_rate`` > 0, robots behind ros2_control); it is
-:class:`~ddpg_ros.control.step.ControlStep`: observation, transition, action, command
-filter. The node publishes the command on the command interface's topic and runs the reset
-protocol, the watchdog, services and ``/diagnostics``. Learning runs in the background
-thread of :class:`~ddpg_ros.control.training.LocalTraining`.
-
-Why one executor thread: rclpy's ``MultiThreadedExecutor`` re-yields a callback that has not
-started yet on every spin, so while the control step waits for the learner its spin loop
-busy-waits on the GIL; measured here, it starved the learner to a few updates per second on
-a loaded machine. A single thread spins only when there is work.
+Each state source's messages are converted at the edge (:mod:`ddpg_ros.ros.interfaces`) and
+go down into :class:`~ddpg_ros.control.loop.ControlLoop`, which runs the control step when
+every required source has a new sample (``control_rate`` 0, lockstep sims) or on a timer on
+ROS time (``control_rate`` > 0, robots behind ros2_control). The node publishes the command
+on the command interface's topic and runs the reset protocol, the watchdog timer, services
+and ``/diagnostics``; learning runs in :class:`~ddpg_ros.control.training.LocalTraining`'s
+background thread. See DESIGN.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
 import threading
 import time
@@ -28,16 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Float64
 from std_srvs.srv import SetBool, Trigger
 
@@ -50,10 +38,11 @@ from ddpg_ros.control.settings import AgentSettings, preset_report, resolve_pres
 from ddpg_ros.control.step import ControlStep
 from ddpg_ros.control.training import Deployment, LocalTraining
 from ddpg_ros.envs import spec_for_task
-from ddpg_ros.ros.agent_status import AgentStatus, LatencyWindow, progress_line
+from ddpg_ros.ros.agent_status import AgentStatus, LatencyWindow, progress_line, ready_line
 from ddpg_ros.ros.episode_reset import EpisodeReset, steady_clock
 from ddpg_ros.ros.interfaces import CommandPublisher, message_type, sample_reader
 from ddpg_ros.ros.qos import DIAGNOSTICS_QOS, STATE_QOS
+from ddpg_ros.ros.spin import spin_until_stopped
 from ddpg_ros.tasks import make_task
 from ddpg_ros.tasks.base import check_command_interface
 
@@ -62,8 +51,6 @@ DIAGNOSTICS_PERIOD = 1.0
 PROGRESS_PERIOD = 5.0
 """Seconds between progress lines in the log."""
 LOG_THROTTLE = 1.0
-SPIN_TIMEOUT = 0.25
-"""Seconds the main loop may wait for work before it checks for a stop request."""
 
 
 class DDPGAgentNode(Node):
@@ -146,16 +133,7 @@ class DDPGAgentNode(Node):
         if settings.control_rate > 0.0:
             # ROS time: under use_sim_time the control loop follows /clock.
             self.create_timer(period, self.loop.on_tick)
-        resumed = self.policy.counters['env_steps']
-        log.info(f'ready: mode {settings.mode}, task {task.name}, joints '
-                 f'{list(task.joint_names)}, sources {[s.name for s in task.sources]}, '
-                 f'{interface} commands on {self.commands.topic} for '
-                 f'{list(task.action_names)}, '
-                 + (f'control_rate {settings.control_rate:g} Hz' if settings.control_rate
-                    else 'acting on every robot step')
-                 + f', device {self.policy.agent.device}'
-                 + (f', resumed at step {resumed}' if settings.load_checkpoint
-                    and self.policy.training else ''))
+        log.info(ready_line(self))
 
     def _declare_fields(self, cls: type, defaults: Any) -> dict[str, Any]:
         """Declare a read-only parameter per dataclass field (default, docstring); values."""
@@ -189,12 +167,12 @@ class DDPGAgentNode(Node):
 
     @property
     def buffer(self) -> Any:
-        """Return the replay buffer (train mode), else ``None``."""
+        """Return the replay buffer of a training run, else ``None``."""
         return self.policy.buffer
 
     @property
     def learner(self) -> Any:
-        """Return the background learner (train mode), else ``None``."""
+        """Return the background learner of a training run, else ``None``."""
         return self.policy.learner
 
     @property
@@ -312,44 +290,8 @@ class DDPGAgentNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """
-    Run the node until Ctrl-C, SIGTERM or ``total_steps``; 1 if it cannot start.
-
-    rclpy's own signal handling is off: it would shut the context down before the node
-    could checkpoint and send the safe command. SIGINT and SIGTERM only set a flag, which the
-    spin loop reads between callbacks (within ``SPIN_TIMEOUT``). An exception raised from the
-    handler instead could land inside rclpy's C++ code taking a message, where pybind11 turns
-    it into a ``RuntimeError`` and the node would exit with a traceback.
-    """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop_requested = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop_requested.set())
-    node: DDPGAgentNode | None = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = DDPGAgentNode()
-        executor.add_node(node)
-        # The control step that reaches total_steps sets `finished` in this very thread.
-        while rclpy.ok() and not node.finished.is_set() and not stop_requested.is_set():
-            executor.spin_once(timeout_sec=SPIN_TIMEOUT)
-    except ExternalShutdownException:
-        pass
-    except (ValueError, ParameterException) as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {exc}')
-        return 1
-    finally:
-        # The exit checkpoint and the safe command must not be cut short by a second signal
-        # (launch tools follow SIGINT with SIGTERM); SIGKILL still ends a hung exit.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if node is not None:
-            node.shut_down()
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the node until Ctrl-C, SIGTERM or ``total_steps``; 1 if it cannot start."""
+    return spin_until_stopped(DDPGAgentNode, NODE_NAME, args)
 
 
 if __name__ == '__main__':

@@ -129,7 +129,7 @@ class CommandPublisher:
 
     @property
     def publisher(self) -> Any:
-        """Return the rclpy publisher (subscription counts, acknowledgements)."""
+        """Return the rclpy publisher, for subscription counts and acknowledgements."""
         return self._publisher
 
     def publish(self, command: np.ndarray) -> None:
