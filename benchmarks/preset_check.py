@@ -67,7 +67,7 @@ def command(env_id: str, steps: int, seed: int, directory: Path) -> list[str]:
 
 
 def record(env_id: str, steps: int, seed: int, directory: Path, returncode: int,
-           started: str, load_before: float, wall_s: float) -> dict:
+           start: dict, wall_s: float) -> dict:
     """Return the JSON record of a finished run, read from its log and progress.csv."""
     log = (directory / 'log.txt').read_text()
     final = re.search(r'^final_eval_return: (\S+)$', log, re.MULTILINE)
@@ -82,9 +82,8 @@ def record(env_id: str, steps: int, seed: int, directory: Path, returncode: int,
     return {
         'env': env_id, 'steps': steps, 'seed': seed, 'returncode': returncode,
         'final_eval_return': float(final.group(1)) if final else None,
-        'wall_time_s': round(wall_s, 1), 'started_utc': started, 'finished_utc': _now(),
-        'load_average_before': round(load_before, 2), 'commit': _commit(),
-        'preset': preset_for(env_id), 'preset_line': preset_line, 'curve': curve,
+        'wall_time_s': round(wall_s, 1), **start, 'finished_utc': _now(),
+        'preset_line': preset_line, 'curve': curve,
         'command': ' '.join(['ddpg-train', *command(env_id, steps, seed, directory)[1:-2]]),
     }
 
@@ -163,16 +162,18 @@ def main() -> int:
                                                stderr=subprocess.STDOUT, cwd=ROOT)
                 print(f'{_now()} started {env_id} seed {seed} ({args.steps} steps), pid '
                       f'{process.pid}', flush=True)
-                running.append((process, (env_id, seed, directory, _now(), _load_average(),
-                                          time.perf_counter())))
+                # What the run starts from, read now: the tree may change while it runs.
+                start = {'started_utc': _now(), 'load_average_before': round(_load_average(), 2),
+                         'commit': _commit(), 'preset': preset_for(env_id)}
+                running.append((process, (env_id, seed, directory, start, time.perf_counter())))
             time.sleep(2)
             for process, info in list(running):
                 if process.poll() is None:
                     continue
                 running.remove((process, info))
-                env_id, seed, directory, started, load_before, t0 = info
-                run = record(env_id, args.steps, seed, directory, process.returncode, started,
-                             load_before, time.perf_counter() - t0)
+                env_id, seed, directory, start, t0 = info
+                run = record(env_id, args.steps, seed, directory, process.returncode, start,
+                             time.perf_counter() - t0)
                 save_result(args.results, run)
                 print(f"{_now()} finished {env_id} seed {seed}: final_eval_return "
                       f"{run['final_eval_return']} in {run['wall_time_s'] / 60:.1f} min "
