@@ -19,11 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float64
@@ -40,7 +38,8 @@ from ddpg_ros.control.training import Deployment, LocalTraining
 from ddpg_ros.envs import spec_for_task
 from ddpg_ros.ros.agent_status import AgentStatus, LatencyWindow, progress_line, ready_line
 from ddpg_ros.ros.episode_reset import EpisodeReset, steady_clock
-from ddpg_ros.ros.interfaces import CommandPublisher, message_type, sample_reader
+from ddpg_ros.ros.interfaces import (CommandPublisher, message_type, sample_reader,
+                                     source_topic_problems)
 from ddpg_ros.ros.qos import DIAGNOSTICS_QOS, STATE_QOS
 from ddpg_ros.ros.spin import spin_until_stopped
 from ddpg_ros.tasks import make_task
@@ -51,6 +50,8 @@ DIAGNOSTICS_PERIOD = 1.0
 PROGRESS_PERIOD = 5.0
 """Seconds between progress lines in the log."""
 LOG_THROTTLE = 1.0
+TOPIC_CHECK_DELAY = 3.0
+"""Seconds after start when each source's topic is checked for publishers of its type."""
 
 
 class DDPGAgentNode(Node):
@@ -97,23 +98,24 @@ class DDPGAgentNode(Node):
         self._status = AgentStatus()
         self.last_problem = ''
         self._last_progress_log = time.monotonic()
+        self._topics_unchecked = True
         self.states_received = 0
         """State messages taken in, valid or not (for tests and diagnostics)."""
         self.finished = threading.Event()
         """Set when ``total_steps`` is reached; ``main`` spins until then."""
+        self.commands = CommandPublisher(self, task, interface, period)
         self.reset = (EpisodeReset(self, settings.reset_service, settings.reset_timeout,
-                                   self._on_reset_done, self._problem)
+                                   lambda: self.loop.on_reset_done(), self._problem)
                       if settings.reset_service else None)
         self.loop = ControlLoop(
             self.control, LatestSamples(task, settings.state_timeout),
-            LoopActions(publish=self._publish, episode_return=self._on_episode_return,
+            LoopActions(publish=self.commands.publish, episode_return=self._on_episode_return,
                         request_reset=self.reset.request if self.reset else None,
                         problem=self._problem, info=log.info, finished=self._on_finished),
             settings.control_rate, settings.state_timeout)
         self.loop.on_latency = lambda latency: self.latency.record(latency,
                                                                    self.policy.last_wait)
 
-        self.commands = CommandPublisher(self, task, interface, period)
         self._return_publisher = self.create_publisher(Float64, '~/episode_return', 10)
         self._diagnostics_publisher = self.create_publisher(
             DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS)
@@ -198,9 +200,6 @@ class DDPGAgentNode(Node):
         self.get_logger().info(f'reached total_steps={self.settings.total_steps}')
         self.finished.set()
 
-    def _publish(self, command: np.ndarray) -> None:
-        self.commands.publish(command)
-
     def _on_episode_return(self, value: float) -> None:
         self._return_publisher.publish(Float64(data=value))
 
@@ -208,9 +207,6 @@ class DDPGAgentNode(Node):
         if problem:
             self.last_problem = problem
             self.get_logger().warning(problem, throttle_duration_sec=LOG_THROTTLE)
-
-    def _on_reset_done(self) -> None:
-        self.loop.on_reset_done()
 
     def _on_watchdog_timer(self) -> None:
         if self.loop.check_watchdog() and self.reset and self.reset.pending:
@@ -256,6 +252,11 @@ class DDPGAgentNode(Node):
     def _on_diagnostics_timer(self) -> None:
         self._diagnostics_publisher.publish(self.diagnostics())
         now = time.monotonic()
+        if self._topics_unchecked and now - self._last_progress_log >= TOPIC_CHECK_DELAY:
+            self._topics_unchecked = False  # once, when discovery has had time
+            for problem in source_topic_problems(self, self.task.sources):
+                self.last_problem = problem
+                self.get_logger().warning(problem)
         if now - self._last_progress_log >= PROGRESS_PERIOD and self.env_steps:
             self._last_progress_log = now
             self.get_logger().info(progress_line(self))
@@ -272,21 +273,7 @@ class DDPGAgentNode(Node):
         """
         self.loop.stopping = True
         self.policy.close(self.get_logger().error)
-        safe = self.control.safe()
-        if safe is None:
-            self.get_logger().info('no position measured yet: no command to hold; exiting')
-            return
-        try:
-            self.commands.publish(safe)
-            # Reliable delivery of the last command before the publisher goes away.
-            acked = self.commands.publisher.wait_for_all_acked(Duration(seconds=2.0))
-        except Exception as exc:  # the context may already be gone (external shutdown)
-            self.get_logger().error(f'could not send the safe command: {exc}')
-            return
-        if not acked:
-            self.get_logger().warning('safe command sent but not acknowledged by every '
-                                      'subscriber within 2 s')
-        self.get_logger().info(f'safe command {safe.tolist()} sent; exiting')
+        self.commands.send_last(self.control.safe(), self.get_logger())
 
 
 def main(args: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration as DurationMessage
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
+from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
@@ -103,6 +104,32 @@ def sample_reader(source: Source, task: Task) -> Callable[[Any, float], Any]:
     return read_array
 
 
+def type_name(msg_type: type) -> str:
+    """Return a message class's ROS name, e.g. ``sensor_msgs/msg/Imu``."""
+    return f'{msg_type.__module__.split(".")[0]}/msg/{msg_type.__name__}'
+
+
+def source_topic_problems(node: Node, sources: tuple[Source, ...]) -> list[str]:
+    """
+    Return a sentence for each source whose topic has no publisher, or one of another type.
+
+    A wrong type is a remapping mistake that rclpy does not report: the subscription simply
+    never matches. The agent says so once, at start, naming the source, topic and types.
+    """
+    problems = []
+    for source in sources:
+        topic = node.resolve_topic_name(source.name)
+        expected = type_name(message_type(source))
+        found = sorted({info.topic_type for info in node.get_publishers_info_by_topic(topic)})
+        if not found:
+            problems.append(f'source {source.name!r}: nothing publishes {topic} yet '
+                            f'(expects {expected})')
+        elif expected not in found:
+            problems.append(f'source {source.name!r}: {topic} carries {", ".join(found)}, '
+                            f'not {expected}: remap the source to the right topic')
+    return problems
+
+
 class CommandPublisher:
     """
     Publishes commands on the topic and in the type of one command interface.
@@ -136,6 +163,23 @@ class CommandPublisher:
         """Publish one command: one value per action entry."""
         self._publisher.publish(self._build(command))
 
+    def send_last(self, command: np.ndarray | None, logger: Any) -> None:
+        """Publish the last command of a node that exits, and wait until it is delivered."""
+        if command is None:
+            logger.info('no position measured yet: no command to hold; exiting')
+            return
+        try:
+            self.publish(command)
+            # Reliable delivery of the last command before the publisher goes away.
+            acked = self._publisher.wait_for_all_acked(Duration(seconds=2.0))
+        except Exception as exc:  # the context may already be gone (external shutdown)
+            logger.error(f'could not send the safe command: {exc}')
+            return
+        if not acked:
+            logger.warning('safe command sent but not acknowledged by every subscriber '
+                           'within 2 s')
+        logger.info(f'safe command {np.asarray(command).tolist()} sent; exiting')
+
     def _trajectory(self, command: np.ndarray) -> JointTrajectory:
         # One point, reached one control period from now: the controller interpolates to it.
         msg = JointTrajectory(joint_names=self._joints)
@@ -155,4 +199,5 @@ class CommandPublisher:
         return msg
 
 
-__all__ = ['COMMAND_TOPICS', 'CommandPublisher', 'message_type', 'sample_reader']
+__all__ = ['COMMAND_TOPICS', 'CommandPublisher', 'message_type', 'sample_reader',
+           'source_topic_problems', 'type_name']
