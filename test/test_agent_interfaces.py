@@ -325,12 +325,13 @@ def test_odometry_in_another_frame_is_refused_naming_both(
 
 
 def test_a_source_topic_of_another_type_is_reported_by_name(
-        ros_processes: ProcessGroup, ros_node: RosTestNode) -> None:
+        ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path: Path) -> None:
     # A remapping mistake: joint states published where the IMU should be. (Another
     # process: one DDS participant cannot hold one topic with two types.)
     ros_node.node.create_publisher(JointState, 'imu', STATE_QOS)
     env = {**ros_processes.env, 'PYTHONPATH': str(Path(__file__).parent)}
     agent = ros_processes.start(agent_command(task='test_agent_interfaces:ImuTask',
+                                              checkpoint_dir=tmp_path / 'runs',
                                               **{**QUIET, 'reset_service': "''"}),
                                 name='ddpg_agent', env=env)
     expected = ("source 'imu': /imu carries sensor_msgs/msg/JointState, not "
