@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lockstep_throughput import measure_floor
 from ros_processes import (DiagnosticsObserver, claim_domain_id, cpu_seconds, report_header,
                            ros_env, start, stop, uptime)
 
@@ -120,6 +121,7 @@ def analyse(states: list[int], commands: list[int], episodes: list[int]) -> dict
         else:
             missed += 1
     periods = np.diff(states) * 1e-6 if len(states) > 1 else np.array([])
+    intervals = np.diff(commands) * 1e-6 if len(commands) > 1 else np.array([])
     return {
         'states': len(states), 'commands': len(commands), 'episode_ends': len(episodes),
         'p50_ms': pct(latencies_in_period, 50), 'p99_ms': pct(latencies_in_period, 99),
@@ -131,7 +133,24 @@ def analyse(states: list[int], commands: list[int], episodes: list[int]) -> dict
         'missed_fraction': missed / max(len(states) - 1 - reset_states, 1),
         'state_interval_p50_ms': pct(periods, 50), 'state_interval_p99_ms': pct(periods, 99),
         'state_interval_max_ms': float(periods.max()) if len(periods) else float('nan'),
+        # A timer-paced agent: how evenly commands go out, whatever the state rate.
+        'command_interval_p50_ms': pct(intervals, 50),
+        'command_interval_p99_ms': pct(intervals, 99),
+        'command_interval_max_ms': float(intervals.max()) if len(intervals) else float('nan'),
+        'command_intervals': len(intervals),
+        'late_commands': int(np.sum(intervals > 1.5 * np.median(intervals)))
+        if len(intervals) else 0,
     }
+
+
+def _floor_summary(floor: list[dict]) -> dict:
+    ok = [f for f in floor if 'p99_ms' in f]
+    if not ok:
+        return {}
+    return {'round_trips': sum(int(f.get('round_trips', 0)) for f in ok),
+            'p50_ms': statistics.median(f['p50_ms'] for f in ok),
+            'p99_ms': statistics.median(f['p99_ms'] for f in ok),
+            'max_ms': max(f.get('max_ms', float('nan')) for f in ok)}
 
 
 def med(rows: list[dict], key: str) -> float:
@@ -151,7 +170,9 @@ def markdown(report: dict) -> str:
         f'- uptime after: `{report["uptime_after"]}`',
         '',
         f'Sim: {a["model"]} realtime, frame_skip {a["frame_skip"]} -> control period '
-        f'{d["sim_control_dt"]} s; agent: task {a["task"]}, train, updates_per_step 0.0 '
+        f'{d["sim_control_dt"]} s, state_rate {a["state_rate"]:g} Hz (0 = once per period); '
+        f'agent: control_rate {a["control_rate"]:g} Hz (0 = a command per state), task '
+        f'{a["task"]}, train, updates_per_step 0.0 '
         f'(free-running learner), learning_starts {a["learning_starts"]}, hidden_sizes '
         f'{a["hidden_sizes"]}, batch {a["batch_size"]}, torch_threads {a["torch_threads"]}, '
         f'CPU; window {a["window"]} s after {a["settle"]} s settling.',
@@ -166,6 +187,18 @@ def markdown(report: dict) -> str:
                     f'{x["p99_ms"]:.3f} / {x["max_ms"]:.3f} | {x["missed_periods"]} '
                     f'({100 * x["missed_fraction"]:.2f}%) | {x["missed_periods_near_reset"]} of '
                     f'{x["states_near_reset"]} |')
+    floor = r.get('floor', {})
+    if floor:
+        rows.append(f'| bare rclpy round trip, same run (JointState -> Float64MultiArray '
+                    f'echo) | - | {floor["round_trips"]} | {floor["p50_ms"]:.3f} / '
+                    f'{floor["p99_ms"]:.3f} / {floor["max_ms"]:.3f} | - | - |')
+    rows += [
+        '',
+        f'Command intervals (publish time base): p50 / p99 / max '
+        f'{pub["command_interval_p50_ms"]:.2f} / {pub["command_interval_p99_ms"]:.2f} / '
+        f'{pub["command_interval_max_ms"]:.2f} ms over {pub["command_intervals"]} intervals; '
+        f'{pub["late_commands"]} came more than 1.5 median intervals after the one before.',
+    ]
     rows += [
         '',
         f'Agent `/diagnostics` (median over the window): action_latency p50 '
@@ -195,6 +228,13 @@ def main() -> int:
     parser.add_argument('--buffer-size', type=int, default=200_000)
     parser.add_argument('--torch-threads', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--control-rate', type=float, default=0.0,
+                        help="the agent's control_rate (Hz); 0 = a command per state")
+    parser.add_argument('--state-rate', type=float, default=0.0,
+                        help="the sim's state_rate (Hz); 0 = once per control period")
+    parser.add_argument('--floor-repeats', type=int, default=1,
+                        help='bare rclpy round-trip measurements in the same run')
+    parser.add_argument('--round-trips', type=int, default=2000)
     parser.add_argument('--out-dir', type=Path, default=HERE / 'results')
     parser.add_argument('--name', default='realtime_latency',
                         help='output file stem under --out-dir')
@@ -210,7 +250,8 @@ def main() -> int:
     hidden = '[' + ', '.join(str(h) for h in args.hidden_sizes) + ']'
     sim_cmd = [sys.executable, '-m', 'ddpg_ros.ros.mujoco_sim_node', '--ros-args',
                '-p', f'model:={args.model}', '-p', 'mode:=realtime',
-               '-p', f'frame_skip:={args.frame_skip}', '-p', f'seed:={args.seed}']
+               '-p', f'frame_skip:={args.frame_skip}', '-p', f'seed:={args.seed}',
+               '-p', f'state_rate:={args.state_rate}']
     agent_cmd = [sys.executable, '-m', 'ddpg_ros.ros.ddpg_agent_node', '--ros-args',
                  '-p', 'mode:=train', '-p', f'task:={args.task}', '-p', f'seed:={args.seed}',
                  '-p', f'checkpoint_dir:={log_dir / "checkpoints"}', '-p', 'checkpoint_every:=0',
@@ -218,11 +259,13 @@ def main() -> int:
                  '-p', f'hidden_sizes:={hidden}', '-p', f'batch_size:={args.batch_size}',
                  '-p', f'buffer_size:={args.buffer_size}',
                  '-p', f'torch_threads:={args.torch_threads}', '-p', 'total_steps:=0',
-                 '-p', 'reset_service:=mujoco_sim/reset', '-p', 'device:=cpu']
+                 '-p', 'reset_service:=mujoco_sim/reset', '-p', 'device:=cpu',
+                 '-p', f'control_rate:={args.control_rate}']
     report['node_commands'] = {'sim': ' '.join(sim_cmd[1:]), 'agent': ' '.join(agent_cmd[1:])}
     with claim_domain_id() as domain_id:
         report['ros_domain_id'] = domain_id
         env = ros_env(domain_id)
+        floor = measure_floor(args, env, log_dir)
         observer = Observer(domain_id)
         sim = start(sim_cmd, env, log_dir / 'mujoco_sim.log')
         agent = start(agent_cmd, env, log_dir / 'ddpg_agent.log')
@@ -271,6 +314,7 @@ def main() -> int:
                                                - int(sim_rows[0]['command_timeouts']))
             if sim_rows else 0,
         },
+        'floor': _floor_summary(floor),
         'cpu_sim_pct': cpu[0], 'cpu_agent_pct': cpu[1], 'cpu_observer_pct': cpu[2],
         'window_s': t1 - t0,
     }
