@@ -1,4 +1,5 @@
-"""``ddpg-train``: DDPG on any Gymnasium environment with a continuous action space, no ROS.
+"""
+``ddpg-train``: DDPG on any Gymnasium environment with a continuous action space, no ROS.
 
 Writes into ``--out``: ``checkpoint.pt`` (latest), ``best.pt`` (best evaluation),
 ``progress.csv``, ``learning_curve.png`` and TensorBoard event files; with ``--save-buffer``
@@ -74,7 +75,8 @@ class TrainResult:
 
 
 class Trainer:
-    """Owns the environment, learner, replay buffer and noise of one training run.
+    """
+    Owns the environment, learner, replay buffer and noise of one training run.
 
     :param run: run settings (env, budget, evaluation, outputs).
     :param config: DDPG hyper-parameters.
@@ -107,8 +109,11 @@ class Trainer:
         self.eval_returns: list[float] = []
 
     def save(self, path: Path, buffer: bool = False) -> Path:
-        """Checkpoint the learner with the run's counters, noise and random states, and with
-        ``buffer`` its replay buffer first, as ``<path>.npz``."""
+        """
+        Checkpoint the learner with the run's counters, noise and random states.
+
+        With ``buffer``, the replay buffer is written first, as ``<path>.npz``.
+        """
         if buffer:
             self.buffer.save(path.with_suffix('.npz'))
         return save_checkpoint(path, self.agent, self.spec,
@@ -119,10 +124,12 @@ class Trainer:
                                       'best_eval_return': self.best_eval_return})
 
     def restore(self, checkpoint: Checkpoint, path: Path) -> bool:
-        """Continue the run that ``checkpoint`` (read from ``path``) stopped: networks,
-        optimizers, counters, noise, random streams, best return, and the replay buffer when
-        its ``.npz`` is beside it. The environment starts a new episode. Build the trainer
-        with the checkpoint's config.
+        """
+        Continue the run that ``checkpoint`` (read from ``path``) stopped.
+
+        Restores networks, optimizers, counters, noise, random streams, best return, and the
+        replay buffer when its ``.npz`` is beside it. The environment starts a new episode.
+        Build the trainer with the checkpoint's config.
 
         :return: whether a replay buffer was restored.
         :raises CheckpointError: written for another robot (task, layout, bounds).
