@@ -233,12 +233,14 @@ class LocalTraining:
         """
         Return the action for ``obs``: warm-up uniform, or the latest snapshot plus noise.
 
-        Waits first, at most ``max_update_wait`` s, for the updates granted to earlier steps
-        when ``updates_per_step`` holds the ratio. The learner takes no lock of ours, so this
-        cannot deadlock.
+        Per robot step (lockstep, ``control_rate`` 0) it waits first, at most
+        ``max_update_wait`` s, for the updates granted to earlier steps, which holds
+        ``updates_per_step``; the learner takes no lock of ours, so this cannot deadlock. On a
+        control timer the robot does not wait: the ratio floats below its target when the
+        learner falls behind, and ``/diagnostics`` reports it.
         """
         self.last_wait = 0.0
-        if self.learner.limit_updates:
+        if self.learner.limit_updates and not self.settings.control_rate:
             started = time.perf_counter()
             if not self.learner.wait_caught_up(self.settings.max_update_wait):
                 self.wait_timeouts += 1
