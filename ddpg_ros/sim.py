@@ -1,9 +1,16 @@
-"""The MuJoCo physics that ``mujoco_sim`` wraps: commands in, joint arrays out, no ROS.
+"""
+The MuJoCo physics that ``mujoco_sim`` wraps: commands in, joint arrays out, no ROS.
 
 Given a Gymnasium MuJoCo env id, the simulation builds that env and steps *its* model and
 data with its ``frame_skip`` and resets through *its* ``reset_model``, so dynamics, control
 period and reset distribution are Gymnasium's exactly. Given an MJCF file, it loads the
 model and resets to keyframe 0 (or ``qpos0`` without keyframes).
+
+What a robot driver would publish besides joint states (odometry of a free-floating root
+body, an IMU) is read by :class:`ddpg_ros.sim_sensors.SimSensors`, which every simulation
+carries as ``sensors``. How it is commanded follows from its actuators
+(:func:`command_interface`): motors take efforts, position servos positions, velocity
+servos velocities, as ros2_control's forward command controllers do.
 
 The simulation knows physics only; rewards and observations belong to a task.
 """
@@ -18,6 +25,12 @@ import mujoco
 import numpy as np
 
 from ddpg_ros.mujoco_warnings import route_mujoco_warnings
+from ddpg_ros.sim_sensors import SimSensors
+
+ACTUATOR_INTERFACES = ('effort', 'position', 'velocity')
+"""The command interfaces a simulation's actuators can take (INTERFACE.md section 7)."""
+_FILTERS = (int(mujoco.mjtDyn.mjDYN_NONE), int(mujoco.mjtDyn.mjDYN_FILTER),
+            int(mujoco.mjtDyn.mjDYN_FILTEREXACT))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -57,6 +70,60 @@ def _make_gymnasium_env(env_id: str, frame_skip: int | None) -> Any:
     return env
 
 
+def actuator_interface(model: mujoco.MjModel, actuator: int) -> str | None:
+    """
+    Return the command interface an actuator takes, or ``None`` when it fits none.
+
+    MuJoCo's shortcuts set an actuator's force to ``gain * ctrl + bias``, gain and bias
+    affine in its length and velocity: a ``motor`` has a fixed gain and no bias (``ctrl`` is
+    an effort, ``effort``); a ``position`` servo has gain ``kp`` and bias
+    ``-kp * length - kv * velocity`` (``ctrl`` is a target position, ``position``); a
+    ``velocity`` servo has gain ``kv`` and bias ``-kv * velocity`` (``position`` and
+    ``velocity`` alike for ``general`` actuators set up the same way). A first-order filter
+    on ``ctrl`` (``timeconst``, ``cylinder``) keeps the meaning; integrated controls
+    (``intvelocity``), muscles, dampers and anything else fit no interface.
+    """
+    gain, bias = model.actuator_gainprm[actuator], model.actuator_biasprm[actuator]
+    if int(model.actuator_dyntype[actuator]) not in _FILTERS or \
+            int(model.actuator_gaintype[actuator]) != int(mujoco.mjtGain.mjGAIN_FIXED) or \
+            gain[0] == 0.0:
+        return None
+    bias_type = int(model.actuator_biastype[actuator])
+    if bias_type == int(mujoco.mjtBias.mjBIAS_NONE):
+        return 'effort'
+    if bias_type != int(mujoco.mjtBias.mjBIAS_AFFINE) or bias[0] != 0.0:
+        return None
+    if bias[1] == -gain[0] and bias[2] <= 0.0:
+        return 'position'
+    if bias[1] == 0.0 and bias[2] == -gain[0]:
+        return 'velocity'
+    return None
+
+
+def command_interface(model: mujoco.MjModel, actuator_names: tuple[str, ...]) -> str:
+    """
+    Return the one command interface all of a model's actuators take.
+
+    A model without actuators takes (empty) efforts, as before there were interfaces.
+
+    :param actuator_names: the actuators' names, in order, for the error message.
+    :raises ValueError: an actuator fits no interface, or the actuators' interfaces differ
+        (one command topic carries one value per actuator, all of one kind).
+    """
+    kinds: dict[str | None, list[str]] = {}
+    for actuator, name in enumerate(actuator_names):
+        kinds.setdefault(actuator_interface(model, actuator), []).append(name)
+    if None in kinds:
+        raise ValueError(f'actuators {kinds[None]} are neither motors nor position or '
+                         'velocity servos, so no command interface fits them (only motor, '
+                         'position and velocity actuators can be commanded)')
+    if len(kinds) > 1:
+        described = '; '.join(f'{kind}: {names}' for kind, names in kinds.items())
+        raise ValueError(f'the model mixes command interfaces ({described}); mujoco_sim '
+                         'takes one per model, on one topic')
+    return next(iter(kinds), 'effort')
+
+
 def _check_seed(seed: int | None) -> int | None:
     if seed is None:
         return None
@@ -71,7 +138,8 @@ def _check_seed(seed: int | None) -> int | None:
 
 
 class Simulation:
-    """A MuJoCo model stepped one control period per command.
+    """
+    A MuJoCo model stepped one control period per command.
 
     Not thread-safe: a node that steps and resets from different callbacks must serialise
     the calls.
@@ -82,11 +150,15 @@ class Simulation:
         after it matches the env's next ``reset()``.
     :param frame_skip: physics steps per control period; default the env's own, or 1 for an
         MJCF file. Changing it for an env id changes the control period.
-    :raises ValueError: unknown env id, missing or invalid MJCF file, bad seed or frame_skip.
+    :param imu_site: the site whose sensors make the IMU (see ``sensors``); ``None`` or
+        ``''`` for the first site carrying ``framequat``, ``gyro`` and ``accelerometer``.
+    :raises ValueError: unknown env id, missing or invalid MJCF file, bad seed or frame_skip,
+        an ``imu_site`` that is not in the model or lacks one of the three sensors.
     """
 
     def __init__(
-        self, model: str, seed: int | None = None, frame_skip: int | None = None
+        self, model: str, seed: int | None = None, frame_skip: int | None = None,
+        imu_site: str | None = None,
     ) -> None:
         if frame_skip is not None and (isinstance(frame_skip, bool)
                                        or not isinstance(frame_skip, int) or frame_skip < 1):
@@ -126,6 +198,16 @@ class Simulation:
         # was applied.
         self._clamp = not (m.opt.disableflags & int(mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL))
         self.control_dt: float = m.opt.timestep * self.frame_skip
+        try:
+            # What the model publishes besides joint states: odom, imu, ...
+            self.sensors = SimSensors(m, imu_site or None)
+        except ValueError as exc:
+            self.close()
+            raise ValueError(f'imu_site {imu_site!r}: {exc}') from None
+        site = self.sensors.imu_site_id
+        self.imu_frame: str = '' if site is None else (
+            mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_SITE, site) or f'site_{site}')
+        """The IMU's frame (its site's name); '' without an IMU."""
         self.reset(seed)
 
     def _name_actuators(self) -> tuple[str, ...]:
@@ -150,11 +232,12 @@ class Simulation:
 
     @property
     def time(self) -> float:
-        """Simulated time in seconds since the last reset."""
+        """Return the simulated time in seconds since the last reset."""
         return float(self.data.time)
 
     def reset(self, seed: int | None = None) -> None:
-        """Start a new episode from the reset distribution.
+        """
+        Start a new episode from the reset distribution.
 
         :param seed: reseeds the distribution first, as Gymnasium's ``reset(seed=...)``
             does; ``None`` continues the current random stream. MJCF models reset
@@ -172,11 +255,14 @@ class Simulation:
             mujoco.mj_resetData(self.model, self.data)
             mujoco.mj_forward(self.model, self.data)
 
-    def step(self, command: np.ndarray) -> None:
-        """Apply one command per actuator and advance one control period.
+    def step(self, command: np.ndarray, physics_steps: int | None = None) -> None:
+        """
+        Apply one command per actuator and advance one control period.
 
         :param command: shape ``(len(actuator_names),)``, in actuator order; values outside
             ``[control_low, control_high]`` are clipped, as MuJoCo does for Gymnasium.
+        :param physics_steps: advance this many MuJoCo timesteps instead of ``frame_skip``
+            (a real-time simulation that publishes states faster than it is commanded).
         :raises ValueError: wrong length or a non-finite value; the state is left unchanged.
         """
         command = np.asarray(command, dtype=np.float64)
@@ -188,25 +274,26 @@ class Simulation:
         if self._clamp:
             command = np.clip(command, self.control_low, self.control_high)
         self.data.ctrl[:] = command
-        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        mujoco.mj_step(self.model, self.data, nstep=physics_steps or self.frame_skip)
         # Gymnasium calls this after every step so that cacc, cfrc_int and cfrc_ext are
         # current; do the same so that any data read afterwards matches.
         mujoco.mj_rnePostConstraint(self.model, self.data)
 
     def joint_positions(self) -> np.ndarray:
-        """Positions of ``joint_names`` (rad or m), a new float64 array."""
+        """Return the positions of ``joint_names`` (rad or m), a new float64 array."""
         return self.data.qpos[self._qpos_index]
 
     def joint_velocities(self) -> np.ndarray:
-        """Velocities of ``joint_names`` (rad/s or m/s), a new float64 array."""
+        """Return the velocities of ``joint_names`` (rad/s or m/s), a new float64 array."""
         return self.data.qvel[self._dof_index]
 
     def joint_efforts(self) -> np.ndarray:
-        """Actuator forces at ``joint_names`` (``qfrc_actuator``), a new float64 array."""
+        """Return the actuator forces at ``joint_names`` (``qfrc_actuator``), new float64."""
         return self.data.qfrc_actuator[self._dof_index]
 
     def render(self, width: int = 480, height: int = 480, camera: int | str = -1) -> np.ndarray:
-        """An RGB image of the current state; needs an OpenGL backend (e.g. ``MUJOCO_GL=egl``).
+        """
+        Return an RGB image of the current state; needs OpenGL (e.g. ``MUJOCO_GL=egl``).
 
         :param width: image width in pixels (at most the model's offscreen width).
         :param height: image height in pixels (at most the model's offscreen height).

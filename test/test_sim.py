@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from ddpg_ros.sim import Simulation
+from ddpg_ros.sim import Simulation, command_interface
 
 # A free body (skipped: not 1-DoF) comes first, so joint arrays must be gathered by address,
 # not by position in qpos. One joint and one motor are unnamed; one motor has no ctrlrange.
@@ -232,9 +232,130 @@ def test_core_modules_import_without_ros() -> None:
     code = ('import sys\n'
             "for name in ('rclpy', 'sensor_msgs', 'std_msgs', 'rosgraph_msgs'):\n"
             '    sys.modules[name] = None\n'
-            'import ddpg_ros.sim, ddpg_ros.tasks, ddpg_ros.tasks.examples\n'
+            'import ddpg_ros.sim, ddpg_ros.sim_settings, ddpg_ros.tasks, ddpg_ros.tasks.examples\n'
             "ddpg_ros.tasks.make_task('ddpg_ros.tasks.examples:ReachTarget')\n")
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=60,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert result.returncode == 0, result.stderr
+
+
+def _actuated(actuators: str) -> str:
+    return f'''
+<mujoco>
+  <worldbody>
+    <body>
+      <joint name="a" type="hinge" axis="0 1 0"/>
+      <geom type="capsule" fromto="0 0 0 0 0 0.5" size="0.05" mass="1"/>
+      <body pos="0 0 0.5">
+        <joint name="b" type="slide" axis="1 0 0"/>
+        <geom type="sphere" size="0.05" mass="0.5"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator>{actuators}</actuator>
+</mujoco>
+'''
+
+
+@pytest.mark.parametrize(('actuators', 'interface'), [
+    ('<motor joint="a" gear="3"/><motor joint="b"/>', 'effort'),
+    ('<general joint="a" gainprm="2"/>', 'effort'),
+    ('<position joint="a" kp="7"/><position joint="b" kp="4" kv="0.5"/>', 'position'),
+    ('<position joint="a" kp="7" timeconst="0.05"/>', 'position'),
+    ('<general joint="a" gainprm="3" biastype="affine" biasprm="0 -3 -0.1"/>', 'position'),
+    ('<velocity joint="a" kv="2"/><velocity joint="b" kv="5"/>', 'velocity'),
+    ('<general joint="b" gainprm="4" biastype="affine" biasprm="0 0 -4"/>', 'velocity'),
+    ('', 'effort'),
+])
+def test_actuators_name_their_command_interface(tmp_path, actuators: str,
+                                                interface: str) -> None:
+    path = tmp_path / 'actuated.xml'
+    path.write_text(_actuated(actuators))
+    sim = Simulation(str(path))
+    assert command_interface(sim.model, sim.actuator_names) == interface
+
+
+@pytest.mark.parametrize(('actuators', 'message'), [
+    ('<motor name="m" joint="a"/><position name="p" joint="b" kp="3"/>',
+     r"the model mixes command interfaces \(effort: \['m'\]; position: \['p'\]\)"),
+    ('<velocity name="v" joint="a" kv="1"/><position name="p" joint="b" kp="3"/>',
+     r"\(velocity: \['v'\]; position: \['p'\]\); mujoco_sim takes one per model"),
+    ('<intvelocity name="i" joint="a" kp="5" actrange="-1 1"/>',
+     r"actuators \['i'\] are neither motors nor position or velocity servos"),
+    ('<damper name="d" joint="a" kv="3" ctrlrange="0 1"/><motor joint="b"/>',
+     r"actuators \['d'\] are neither"),
+    ('<general name="g" joint="a" gainprm="2" biastype="affine" biasprm="0 -1 0"/>',
+     r"actuators \['g'\] are neither"),
+])
+def test_actuators_without_one_interface_are_refused_in_one_line(
+        tmp_path, actuators: str, message: str) -> None:
+    path = tmp_path / 'actuated.xml'
+    path.write_text(_actuated(actuators))
+    sim = Simulation(str(path))
+    with pytest.raises(ValueError, match=message) as info:
+        command_interface(sim.model, sim.actuator_names)
+    assert '\n' not in str(info.value)
+
+
+def test_physics_steps_override_the_frame_skip_for_one_step() -> None:
+    env = gym.make('HalfCheetah-v5').unwrapped
+    env.reset(seed=4)
+    sim = Simulation('HalfCheetah-v5', seed=4)
+    command = np.linspace(-1.0, 1.0, 6)
+    # Five single timesteps are one control period of Gymnasium's: the same physics.
+    for _ in range(5):
+        sim.step(command, physics_steps=1)
+    assert sim.time == pytest.approx(0.05)
+    env.step(command)
+    np.testing.assert_array_equal(sim.data.qpos, env.data.qpos)
+    np.testing.assert_array_equal(sim.data.qvel, env.data.qvel)
+    sim.step(command, physics_steps=3)
+    assert sim.time == pytest.approx(0.08)
+    env.close()
+
+
+IMU_MJCF = '''
+<mujoco>
+  <worldbody>
+    <body name="base" pos="0 0 1">
+      <freejoint/>
+      <geom type="box" size="0.1 0.1 0.1" mass="1"/>
+      <site name="marker"/>
+      <site name="board" pos="0 0 0.05"/>
+    </body>
+  </worldbody>
+  <sensor>
+    <gyro site="marker"/>
+    <framequat objtype="site" objname="board"/>
+    <gyro site="board"/>
+    <accelerometer site="board"/>
+  </sensor>
+</mujoco>
+'''
+
+
+def test_the_imu_is_the_first_complete_site_or_the_one_named(tmp_path) -> None:
+    path = tmp_path / 'imu.xml'
+    path.write_text(IMU_MJCF)
+    sim = Simulation(str(path))
+    assert sim.imu_frame == 'board'
+    assert sim.sensors.topics == {'joint_states': 'joint_state', 'odom': 'odometry',
+                                  'root_pose': 'pose', 'contact_forces': 'array',
+                                  'imu': 'imu'}
+    assert Simulation(str(path), imu_site='board').imu_frame == 'board'
+    assert Simulation(str(path), imu_site='').imu_frame == 'board'
+    assert Simulation('HalfCheetah-v5').imu_frame == ''
+
+
+@pytest.mark.parametrize(('site', 'message'), [
+    ('nowhere', "imu_site 'nowhere': the model has no site 'nowhere'"),
+    ('marker', "imu_site 'marker': site 'marker' has no mjSENS_FRAMEQUAT sensor"),
+])
+def test_an_imu_site_that_cannot_be_read_is_refused_in_one_line(
+        tmp_path, site: str, message: str) -> None:
+    path = tmp_path / 'imu.xml'
+    path.write_text(IMU_MJCF)
+    with pytest.raises(ValueError, match=message) as info:
+        Simulation(str(path), imu_site=site)
+    assert '\n' not in str(info.value)
