@@ -14,6 +14,7 @@ bash scripts/setup.sh
 
 if [ "${SKIP_KILTED:-0}" != 1 ]; then
   ROS_WHEELS=kilted VENV=.venv-kilted bash scripts/setup.sh
-  echo '[test] ROS 2 integration tests on the Kilted rclpy wheels'
-  .venv-kilted/bin/python -m pytest -m ros "$@"
+  # The learning tests train for minutes and call rclpy the way the other ros tests do: once.
+  echo '[test] ROS 2 integration tests on the Kilted rclpy wheels (learning runs on Jazzy)'
+  .venv-kilted/bin/python -m pytest -m 'ros and not learning' "$@"
 fi

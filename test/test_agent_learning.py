@@ -37,7 +37,7 @@ from agent_helpers import REPLY_TIMEOUT, START_TIMEOUT, agent_command, ddpg_cli,
     eval_mean_return
 from conftest import ProcessGroup, RosTestNode, TestProcess, node_command
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.learning]
 
 PENDULUM_LEARNER = {'learning_starts': 1000, 'hidden_sizes': '[64, 64]', 'batch_size': 64,
                     'actor_lr': 0.001, 'critic_lr': 0.001, 'buffer_size': 100_000,

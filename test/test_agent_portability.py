@@ -19,7 +19,7 @@ from ddpg_ros.checkpoint import load_checkpoint
 from agent_helpers import START_TIMEOUT, AgentListener, agent_command, ddpg_cli, eval_mean_return
 from conftest import ProcessGroup, RosTestNode, node_command
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.learning]
 
 SOLVED = 1000.0
 TRAIN_STEPS = 25_000
