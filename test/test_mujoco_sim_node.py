@@ -10,19 +10,26 @@ from dataclasses import fields
 import gymnasium
 import numpy as np
 import pytest
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.parameter import Parameter
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import Image, Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ddpg_ros.ros.conversions import joint_state_to_robot_state, to_float64_multi_array
+from ddpg_ros.ros.interfaces import COMMAND_TOPICS, message_type, sample_reader
 from ddpg_ros.ros.mujoco_sim_node import SimSettings
 from ddpg_ros.ros.profiles import MUJOCO_SIM_PARAMETERS
+from ddpg_ros.ros.sim_publishers import (array_message, imu_message, odometry_message,
+                                         pose_message, stamp_message)
 from ddpg_ros.rendering import RenderSettings
 from ddpg_ros.ros.qos import CLOCK_QOS, COMMAND_QOS, IMAGE_QOS, STATE_QOS
+from ddpg_ros.sim import Simulation
 from ddpg_ros.tasks import RobotState, Task, make_task
+from ddpg_ros.tasks.sources import Source
 
 from conftest import ProcessGroup, RosTestNode, TestProcess, node_command
 
@@ -109,6 +116,84 @@ class SimClient:
                             'message': status.message,
                             **{kv.key: kv.value for kv in status.values}}
         return {}
+
+
+class TaskClient:
+    """
+    What an agent sees of mujoco_sim for a task: every source it reads, commands out.
+
+    Messages become the task's samples through the agent's own readers
+    (:func:`ddpg_ros.ros.interfaces.sample_reader`), and a state is built from them as the
+    agent's ``LatestSamples.state()`` builds it.
+    """
+
+    def __init__(self, ros: RosTestNode, task: Task) -> None:
+        self.ros, self.task = ros, task
+        self.messages: dict[str, list] = {source.name: [] for source in task.sources}
+        self._readers = {source.name: sample_reader(source, task) for source in task.sources}
+        self._stamped = {source.name: source.kind != 'array' for source in task.sources}
+        self._joints = task.joint_source.name
+        for source in task.sources:
+            ros.node.create_subscription(message_type(source), source.name,
+                                         self.messages[source.name].append, STATE_QOS)
+        topic, command_type = COMMAND_TOPICS[task.command_interface]
+        self._commands = ros.node.create_publisher(command_type, topic, COMMAND_QOS)
+        self._reset = ros.node.create_client(Trigger, 'mujoco_sim/reset')
+
+    def connect(self) -> RobotState:
+        """Wait until commands are matched and every source has spoken; return the state."""
+        assert self.ros.spin_until(
+            lambda: (self._commands.get_subscription_count() > 0
+                     and all(self.messages.values()) and self._reset.service_is_ready()),
+            START_TIMEOUT), {name: len(msgs) for name, msgs in self.messages.items()}
+        # Nothing has moved yet: every message so far shows the initial state.
+        return self._wait_for(self.stamp_ns(), None)
+
+    def stamp_ns(self) -> int:
+        return stamp_ns(self.messages[self._joints][-1])
+
+    def _wait_for(self, joints_after_ns: int, counts: dict[str, int] | None) -> RobotState:
+        def arrived() -> bool:
+            joints = self.messages[self._joints]
+            if not joints or self.stamp_ns() < joints_after_ns:
+                return False
+            for name, msgs in self.messages.items():
+                if self._stamped[name]:
+                    if stamp_ns(msgs[-1]) != self.stamp_ns():  # this very step's message
+                        return False
+                # An array has no stamp, but the sim sends one with every joint state: as
+                # many as joint states since the count, the last of them this step's.
+                elif counts is not None and \
+                        len(msgs) - counts[name] < len(joints) - counts[self._joints]:
+                    return False
+            return True
+
+        assert self.ros.spin_until(arrived, REPLY_TIMEOUT), \
+            {name: [stamp_ns(m) for m in msgs[-2:]] if self._stamped[name] else len(msgs)
+             for name, msgs in self.messages.items()}
+        return self.state()
+
+    def state(self) -> RobotState:
+        samples = {name: self._readers[name](msgs[-1], float(len(msgs)))
+                   for name, msgs in self.messages.items()}
+        joints = samples[self._joints]
+        return RobotState(joints.position, joints.velocity, joints.effort, joints.stamp,
+                          samples)
+
+    def step(self, command: np.ndarray) -> RobotState:
+        """Send one command and return the state that every source reports after it."""
+        counts = {name: len(msgs) for name, msgs in self.messages.items()}
+        after = self.stamp_ns() + 1
+        self._commands.publish(to_float64_multi_array(command))
+        return self._wait_for(after, counts)
+
+    def reset(self) -> RobotState:
+        counts = {name: len(msgs) for name, msgs in self.messages.items()}
+        after = self.stamp_ns() + 1
+        future = self._reset.call_async(Trigger.Request())
+        assert self.ros.spin_until(future.done, REPLY_TIMEOUT), 'reset service did not answer'
+        assert future.result().success
+        return self._wait_for(after, counts)
 
 
 def robot_state(task: Task, msg: JointState) -> RobotState:
@@ -229,6 +314,76 @@ def test_lockstep_reproduces_gymnasium(
         expected, _ = env.reset()
         np.testing.assert_allclose(task.observation(state), expected, rtol=0, atol=1e-9)
     env.close()
+
+
+def _with_unit_quaternion(observation: np.ndarray) -> np.ndarray:
+    """
+    Return Ant-v5's reset observation with its torso quaternion (entries 1-4) normalised.
+
+    Gymnasium's reset noise is added to the quaternion in qpos too, so the first observation
+    of an episode holds one of norm about 1.04; the physics normalises it before using it,
+    and odometry can only carry a unit quaternion. Every later observation is unaffected.
+    """
+    observation = observation.copy()
+    observation[1:5] /= np.linalg.norm(observation[1:5])
+    return observation
+
+
+def _ant_controller(k: int, observation: np.ndarray) -> np.ndarray:
+    # A gait-like sinusoid with feedback on the joint angles (observation[5:13]); its
+    # amplitude leaves the +-1 control range at times, so MuJoCo's clamping is exercised.
+    return 0.8 * np.sin(0.25 * k + np.arange(8) * np.pi / 4) - 0.5 * observation[5:13]
+
+
+def test_lockstep_reproduces_gymnasium_ant_from_joint_states_odom_and_contact_forces(
+        ros_processes: ProcessGroup, ros_node: RosTestNode) -> None:
+    """
+    A floating base through DDS: Ant-v5's observations to 1e-9, its rewards at every step.
+
+    The task reads joint_states, odom, root_pose and contact_forces as the agent does, so
+    every message of a step must carry that step's values and stamp.
+    """
+    seed = 3
+    start_sim(ros_processes, 'model:=Ant-v5', f'seed:={seed}')
+    env = gymnasium.make('Ant-v5').unwrapped
+    task = make_task('ant')
+    client = TaskClient(ros_node, task)
+    expected, _ = env.reset(seed=seed)
+    state = client.connect()
+    np.testing.assert_allclose(task.observation(state), _with_unit_quaternion(expected),
+                               rtol=0, atol=1e-9)
+    errors = {'observation': 0.0, 'reward': 0.0}
+    odom = state.sources['odom']
+    assert (odom.frame_id, odom.child_frame_id) == ('odom', 'torso')
+
+    steps = 0
+    for episode_steps in (150, 60):
+        for k in range(episode_steps):
+            action = _ant_controller(k, task.observation(state))
+            reached = client.step(action)
+            assert reached.stamp - state.stamp == pytest.approx(0.05, abs=1e-9)
+            expected, reward, terminated, _, _ = env.step(action)
+            observation = task.observation(reached)
+            np.testing.assert_allclose(observation, expected, rtol=0, atol=1e-9,
+                                       err_msg=f'step {steps}')
+            errors['observation'] = max(errors['observation'],
+                                        float(np.max(np.abs(observation - expected))))
+            errors['reward'] = max(errors['reward'],
+                                   abs(task.reward(state, action, reached) - reward))
+            assert task.terminated(reached) == terminated, f'step {steps}'
+            state = reached
+            steps += 1
+            if terminated:
+                break
+        state = client.reset()
+        expected, _ = env.reset()
+        np.testing.assert_allclose(task.observation(state), _with_unit_quaternion(expected),
+                                   rtol=0, atol=1e-9)
+    env.close()
+    print(f'Ant-v5 through DDS, {steps} steps: max |observation error| '
+          f'{errors["observation"]:.3g}, max |reward error| {errors["reward"]:.3g}')
+    assert errors['reward'] <= 1e-9
+    assert steps >= 150
 
 
 def test_bad_commands_are_rejected_and_reported(
@@ -354,6 +509,282 @@ def test_realtime_steps_at_control_rate_and_zeroes_after_timeout(
         lambda: sim_client.latest_status().get('command_timeouts') == '1', 3.0)
 
 
+def _run_lengths(values: list) -> list[tuple]:
+    """Return ``(value, count)`` for every run of equal consecutive values."""
+    runs: list[list] = []
+    for value in values:
+        if runs and runs[-1][0] == value:
+            runs[-1][1] += 1
+        else:
+            runs.append([value, 1])
+    return [tuple(run) for run in runs]
+
+
+def test_realtime_publishes_states_at_state_rate_while_commands_act_at_the_control_rate(
+        ros_processes: ProcessGroup, sim_client: SimClient) -> None:
+    # HalfCheetah-v5: 0.01 s physics steps, 0.05 s control period: 100 Hz is 5x the control rate.
+    state_rate, control_period = 100.0, 0.05
+    start_sim(ros_processes, 'model:=HalfCheetah-v5', 'mode:=realtime',
+              f'state_rate:={state_rate}', 'command_timeout:=2.0')
+    sim_client.connect()
+    window = 2.0
+    count = len(sim_client.states)
+    sim_client.ros.spin_for(window)
+    received = sim_client.states[count:]
+    # A loaded 2-core machine: a generous band around the wall rate.
+    assert 0.6 * window * state_rate <= len(received) <= 1.15 * window * state_rate, \
+        len(received)
+    assert set(np.diff([stamp_ns(msg) for msg in received]).tolist()) == {10_000_000}
+
+    # An agent acting at the control rate: each command is applied from the next state on
+    # and held, about state_rate x control_period states, until the next one comes.
+    gear = Simulation('HalfCheetah-v5').model.actuator_gear[:, 0]
+    commands = [np.full(6, value) for value in (0.2, -0.4, 0.6, -0.8, 1.0, -0.2, 0.4, -0.6)]
+    count = len(sim_client.states)
+    for command in commands:
+        sim_client.send(command)
+        sim_client.ros.spin_for(control_period)
+    sim_client.ros.spin_for(0.2)
+    efforts = [tuple(msg.effort[3:]) for msg in sim_client.states[count:]]
+    runs = _run_lengths(efforts)
+    commanded = [tuple(gear * command) for command in commands]
+    applied = [(effort, length) for effort, length in runs if effort in commanded]
+    assert [effort for effort, _ in applied] == commanded, runs
+    held = [length for _, length in applied[:-1]]  # the last one is held to the end
+    assert 2.0 <= np.mean(held) <= 8.0, held  # 5 states per command on time
+    assert all(effort in commanded or effort == (0.0,) * 6 for effort, _ in runs), runs
+
+
+def test_realtime_factor_runs_sim_time_faster_and_sim_time_timers_follow(
+        ros_processes: ProcessGroup, sim_client: SimClient) -> None:
+    factor = 2.0
+    start_sim(ros_processes, 'mode:=realtime', f'real_time_factor:={factor}')
+    # An agent on use_sim_time with a ROS-time timer, as ddpg_agent's control_rate timer is.
+    agent = rclpy.create_node('sim_time_agent', context=sim_client.ros.context,
+                              parameter_overrides=[Parameter('use_sim_time', value=True)])
+    sim_client.ros.executor.add_node(agent)
+    ticks: list[int] = []
+    agent.create_timer(0.1, lambda: ticks.append(agent.get_clock().now().nanoseconds))
+    sim_client.connect()
+    assert sim_client.ros.spin_until(lambda: len(ticks) >= 2, START_TIMEOUT)
+
+    window = 3.0
+    clock_start, wall_start, ticks_start = (stamp_ns(sim_client.clocks[-1]), time.monotonic(),
+                                            len(ticks))
+    sim_client.ros.spin_for(window)
+    sim_seconds = (stamp_ns(sim_client.clocks[-1]) - clock_start) * 1e-9
+    wall_seconds = time.monotonic() - wall_start
+    # Slower than asked only when the machine cannot keep up; never faster.
+    ratio = sim_seconds / wall_seconds
+    assert 0.7 * factor <= ratio <= 1.1 * factor, (sim_seconds, wall_seconds)
+    # The timer fires once per 0.1 s of sim time: about 2 x 10 times per wall second.
+    fired = len(ticks) - ticks_start
+    assert abs(fired - sim_seconds / 0.1) <= 3, (fired, sim_seconds)
+    assert set(np.diff([stamp_ns(msg) for msg in sim_client.states[-20:]]).tolist()) == {
+        40_000_000}
+    sim_client.ros.executor.remove_node(agent)
+    agent.destroy_node()
+
+
+ARM_MJCF = '''
+<mujoco>
+  <option timestep="0.005"/>
+  <worldbody>
+    <body name="upper_arm" pos="0 0 1">
+      <joint name="shoulder" type="hinge" axis="0 1 0" damping="0.5"/>
+      <geom type="capsule" fromto="0 0 0 0.3 0 0" size="0.03" mass="0.5"/>
+      <site name="marker" pos="0.1 0 0"/>
+      <site name="imu_board" pos="0.3 0 0"/>
+      <body pos="0.3 0 0">
+        <joint name="elbow" type="hinge" axis="0 1 0" damping="0.2"/>
+        <geom type="capsule" fromto="0 0 0 0.2 0 0" size="0.02" mass="0.2"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator>
+    <position name="shoulder" joint="shoulder" kp="100" kv="5"/>
+    <position name="elbow" joint="elbow" kp="40"/>
+  </actuator>
+  <sensor>
+    <framequat objtype="site" objname="imu_board"/>
+    <gyro site="imu_board"/>
+    <accelerometer site="imu_board"/>
+  </sensor>
+</mujoco>
+'''
+
+
+def _xyzw(q) -> list[float]:
+    return [q.x, q.y, q.z, q.w]
+
+
+def _xyz(v) -> list[float]:
+    return [v.x, v.y, v.z]
+
+
+def test_position_servos_take_position_commands_and_the_imu_reads_mujoco_sensors(
+        ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
+    path = tmp_path / 'arm.xml'
+    path.write_text(ARM_MJCF)
+    start_sim(ros_processes, f'model:={path}', 'frame_skip:=4')
+    replica = Simulation(str(path), frame_skip=4)  # the same physics, stepped here
+    node = ros_node.node
+    states: list[JointState] = []
+    imus: list[Imu] = []
+    node.create_subscription(JointState, 'joint_states', states.append, STATE_QOS)
+    node.create_subscription(Imu, 'imu', imus.append, STATE_QOS)
+    commands = node.create_publisher(Float64MultiArray, 'position_controller/commands',
+                                     COMMAND_QOS)
+    assert ros_node.spin_until(
+        lambda: commands.get_subscription_count() > 0 and states and imus, START_TIMEOUT)
+    subscribed = dict(node.get_subscriber_names_and_types_by_node('mujoco_sim', '/'))
+    assert '/position_controller/commands' in subscribed
+    assert '/effort_controller/commands' not in subscribed
+
+    def sensor(index: int) -> np.ndarray:
+        address, size = replica.model.sensor_adr[index], replica.model.sensor_dim[index]
+        return replica.data.sensordata[address:address + size]
+
+    target = np.array([0.4, -0.3])
+    for k in range(60):
+        command = target if k >= 20 else target * np.sin(0.2 * k)
+        after = stamp_ns(states[-1])
+        commands.publish(to_float64_multi_array(command))
+        replica.step(command)
+        assert ros_node.spin_until(
+            lambda: stamp_ns(states[-1]) > after and stamp_ns(imus[-1]) == stamp_ns(states[-1]),
+            REPLY_TIMEOUT), k
+        imu, state = imus[-1], states[-1]
+        quaternion = sensor(0)  # MuJoCo orders it (w, x, y, z)
+        np.testing.assert_array_equal(_xyzw(imu.orientation), [*quaternion[1:], quaternion[0]])
+        np.testing.assert_array_equal(_xyz(imu.angular_velocity), sensor(1))
+        np.testing.assert_array_equal(_xyz(imu.linear_acceleration), sensor(2))
+        np.testing.assert_array_equal(state.position, replica.joint_positions())
+    assert imu.header.frame_id == 'imu_board'
+    assert not any(imu.orientation_covariance) and not any(imu.linear_acceleration_covariance)
+    # The servos hold the commanded angles (gravity sags them a little).
+    np.testing.assert_allclose(state.position, target, atol=0.05)
+    assert np.linalg.norm(_xyz(imu.linear_acceleration)) == pytest.approx(9.81, abs=0.1)
+
+
+WHEELS_MJCF = '''
+<mujoco>
+  <option timestep="0.005" integrator="implicitfast"/>
+  <default>
+    <velocity kv="0.05" ctrlrange="-20 20" forcerange="-0.6 0.6"/>
+  </default>
+  <worldbody>
+    <geom type="plane" size="0 0 0.05"/>
+    <body name="chassis" pos="0 0 0.05">
+      <freejoint/>
+      <geom type="box" size="0.1 0.07 0.02" pos="0 0 0.03" mass="1"/>
+      <geom type="sphere" size="0.02" pos="0.08 0 -0.025" mass="0.01" friction="0.1"/>
+      <geom type="sphere" size="0.02" pos="-0.08 0 -0.025" mass="0.01" friction="0.1"/>
+      <site name="imu"/>
+      <body name="left_wheel" pos="0 0.09 0">
+        <joint name="left_wheel" type="hinge" axis="0 1 0"/>
+        <geom type="cylinder" size="0.05 0.01" euler="1.5708 0 0" mass="0.1"/>
+      </body>
+      <body name="right_wheel" pos="0 -0.09 0">
+        <joint name="right_wheel" type="hinge" axis="0 1 0"/>
+        <geom type="cylinder" size="0.05 0.01" euler="1.5708 0 0" mass="0.1"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator>
+    <velocity name="left_wheel" joint="left_wheel"/>
+    <velocity name="right_wheel" joint="right_wheel"/>
+  </actuator>
+  <sensor>
+    <framequat objtype="site" objname="imu"/>
+    <gyro site="imu"/>
+    <accelerometer site="imu"/>
+  </sensor>
+</mujoco>
+'''
+"""A two-wheeled robot on casters: a free root body, velocity-driven wheels, an IMU."""
+
+
+class _WheelsTask(Task):
+    """Read what a wheeled robot publishes; command wheel speeds (nothing to learn)."""
+
+    name = 'wheels'
+    joint_names = ('left_wheel', 'right_wheel')
+    observation_names = ()
+    action_names = joint_names
+    action_low, action_high = np.full(2, -20.0), np.full(2, 20.0)
+    control_dt = 0.02
+    max_episode_steps = 100
+    sources = (Source('joint_states', 'joint_state'), Source('imu', 'imu'),
+               Source('odom', 'odometry', frame_id='odom', child_frame_id='chassis'))
+    command_interface = 'velocity'
+
+    def observation(self, state: RobotState) -> np.ndarray:
+        return np.zeros(0)
+
+    def reward(self, previous: RobotState, action: np.ndarray, state: RobotState) -> float:
+        return 0.0
+
+
+def test_velocity_servos_take_velocity_commands_with_odom_and_imu_of_each_step(
+        ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
+    path = tmp_path / 'wheels.xml'
+    path.write_text(WHEELS_MJCF)
+    start_sim(ros_processes, f'model:={path}', 'frame_skip:=4')
+    client = TaskClient(ros_node, _WheelsTask())
+    replica = Simulation(str(path), frame_skip=4)
+    start = client.connect().sources['odom'].position
+    for k in range(40):
+        command = np.array([8.0, 8.0]) if k < 20 else np.array([-6.0, 6.0])
+        state = client.step(command)
+        replica.step(command)
+        # Every source of this step, read as the agent reads it, is MuJoCo's state exactly.
+        expected = replica.sensors.samples(replica.data, state.stamp)
+        odom = state.sources['odom']
+        for field in ('position', 'orientation', 'linear_velocity', 'angular_velocity'):
+            np.testing.assert_array_equal(getattr(odom, field),
+                                          getattr(expected['odom'], field), err_msg=field)
+        for field in ('orientation', 'angular_velocity', 'linear_acceleration'):
+            np.testing.assert_array_equal(getattr(state.sources['imu'], field),
+                                          getattr(expected['imu'], field), err_msg=field)
+        np.testing.assert_array_equal(state.velocity, replica.joint_velocities())
+        if k == 19:
+            # The servos hold both wheels at the commanded speed.
+            np.testing.assert_allclose(state.velocity, [8.0, 8.0], atol=0.5)
+    np.testing.assert_allclose(state.velocity, [-6.0, 6.0], atol=0.5)
+    assert np.linalg.norm(state.sources['odom'].position - start) > 0.01  # it moved
+
+
+def test_sensor_messages_read_back_as_the_samples_they_were_built_from(tmp_path) -> None:
+    sim = Simulation('Ant-v5', seed=2)
+    for _ in range(20):  # it starts in the air: let it land
+        sim.step(np.full(8, 0.5))
+    samples = sim.sensors.samples(sim.data, 1.25)
+    task = make_task('ant')
+    stamp = stamp_message(1_250_000_000)
+    readers = {source.name: sample_reader(source, task) for source in task.sources}
+    odom = readers['odom'](odometry_message(samples['odom'], stamp), 0.0)
+    pose = readers['root_pose'](pose_message(samples['root_pose'], stamp), 0.0)
+    forces = readers['contact_forces'](array_message(samples['contact_forces'], stamp), 7.0)
+    for field in ('position', 'orientation', 'linear_velocity', 'angular_velocity'):
+        np.testing.assert_array_equal(getattr(odom, field), getattr(samples['odom'], field))
+    assert (odom.frame_id, odom.child_frame_id, odom.stamp) == ('odom', 'torso', 1.25)
+    np.testing.assert_array_equal(pose.position, samples['root_pose'].position)
+    np.testing.assert_array_equal(pose.orientation, samples['root_pose'].orientation)
+    np.testing.assert_array_equal(forces.values, samples['contact_forces'].values)
+    assert np.any(forces.values != 0.0)  # the ant stands on the floor
+
+    path = tmp_path / 'wheels.xml'
+    path.write_text(WHEELS_MJCF)
+    wheels = Simulation(str(path))
+    imu_sample = wheels.sensors.samples(wheels.data, 0.5)['imu']
+    msg = imu_message(imu_sample, stamp_message(500_000_000), 'imu')
+    read = sample_reader(Source('imu', 'imu'), task)(msg, 0.0)
+    for field in ('orientation', 'angular_velocity', 'linear_acceleration'):
+        np.testing.assert_array_equal(getattr(read, field), getattr(imu_sample, field))
+    assert (msg.header.frame_id, read.stamp) == ('imu', 0.5)
+
+
 def test_graph_names_and_types_in_a_namespace(
         ros_processes: ProcessGroup, ros_node: RosTestNode) -> None:
     start_sim(ros_processes, namespace='/robot1')
@@ -407,12 +838,33 @@ def test_launch_profiles_know_every_sim_parameter() -> None:
     ('image_width:=0', 'image_width must be 1..4096 pixels, got 0'),
     ('image_height:=-5', 'image_height must be 1..4096 pixels, got -5'),
     ('camera:=overhead', "camera 'overhead' is not in the model (its cameras: none"),
+    ('mode:=realtime state_rate:=-1.0', 'state_rate must be >= 0 Hz'),
+    ('mode:=realtime real_time_factor:=0.0', 'real_time_factor must be > 0, got 0.0'),
+    ('mode:=realtime real_time_factor:=.inf', 'real_time_factor must be > 0, got inf'),
+    ('state_rate:=100.0', 'state_rate applies to mode realtime only'),
+    ('real_time_factor:=2.0', 'real_time_factor applies to mode realtime only'),
+    ('mode:=realtime state_rate:=500.0', 'state_rate 500 Hz is above the physics rate 50 Hz'),
+    ('imu_site:=nowhere', "imu_site 'nowhere': the model has no site 'nowhere'"),
 ])
 def test_bad_parameters_exit_nonzero_with_a_clear_error(
         ros_processes: ProcessGroup, param: str, message: str) -> None:
-    sim = start_sim(ros_processes, param)
+    sim = start_sim(ros_processes, *param.split())
     assert sim.wait(START_TIMEOUT) == 1
-    assert message in sim.output()
+    lines = [line for line in sim.output().splitlines() if 'cannot start' in line]
+    assert len(lines) == 1 and message in lines[0], sim.output()
+
+
+def test_a_model_mixing_command_interfaces_is_refused_naming_its_actuators(
+        ros_processes: ProcessGroup, tmp_path) -> None:
+    path = tmp_path / 'mixed.xml'
+    path.write_text(ARM_MJCF.replace('<position name="elbow" joint="elbow" kp="40"/>',
+                                     '<motor name="elbow" joint="elbow"/>'))
+    sim = start_sim(ros_processes, f'model:={path}')
+    assert sim.wait(START_TIMEOUT) == 1
+    lines = [line for line in sim.output().splitlines() if 'cannot start' in line]
+    assert len(lines) == 1, sim.output()
+    assert ("the model mixes command interfaces (position: ['shoulder']; effort: ['elbow'])"
+            in lines[0])
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])

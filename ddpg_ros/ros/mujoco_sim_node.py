@@ -1,21 +1,30 @@
-"""The ``mujoco_sim`` node: a MuJoCo simulation standing in for a robot.
+"""
+The ``mujoco_sim`` node: a MuJoCo simulation standing in for a robot.
 
-It speaks the robot's side of the contract: ``joint_states`` and ``/clock`` out every control
-step, ``effort_controller/commands`` in (one value per actuator, as ros2_control's
-``JointGroupEffortController`` takes them), ``~/reset`` for a new seeded initial state, and
-``/diagnostics`` once a second; pictures on ``~/image`` at ``image_rate``, rendered from a
-copy of the state in a thread of their own (:mod:`ddpg_ros.rendering`), never holding up a step.
+It speaks the robot's side of the contract: ``joint_states`` and ``/clock`` out with every
+state; for a model whose root body floats free also ``odom`` (``nav_msgs/Odometry``),
+``root_pose`` (``geometry_msgs/PoseStamped``) and ``contact_forces``
+(``std_msgs/Float64MultiArray``); for a model with an IMU site ``imu``
+(``sensor_msgs/Imu``), all stamped alike (:mod:`ddpg_ros.ros.sim_publishers`). Commands come
+in on the topic of the model's actuators, one value per actuator, as ros2_control's forward
+command controllers take them: motors on ``effort_controller/commands``, position servos on
+``position_controller/commands``, velocity servos on ``velocity_controller/commands``
+(:func:`ddpg_ros.sim.command_interface`). ``~/reset`` starts a new seeded episode,
+``/diagnostics`` reports once a second, and ``~/image`` carries pictures at ``image_rate``,
+rendered from a copy of the state in a thread of their own (:mod:`ddpg_ros.rendering`).
 
 ``lockstep`` mode advances exactly one control period per command and then publishes the new
-state, so the agent sets the pace. ``realtime`` mode advances on the wall clock at the
-control rate holding the last command, and applies zero once no command has come for
-``command_timeout`` seconds, as a robot's safety watchdog would.
+state, so the agent sets the pace. ``realtime`` mode advances on the wall clock, publishing
+``state_rate`` states per sim second and running ``real_time_factor`` times faster than the
+wall clock (:mod:`ddpg_ros.sim_settings`); it holds the last command, and applies zero once
+no command has come for ``command_timeout`` seconds of sim time, as a robot's safety
+watchdog would.
 
-Time: ``header.stamp`` and ``/clock`` count simulated time since the node started. A reset
-does not rewind them (``/clock`` going backwards upsets every node that uses sim time); it
-advances them by one control period instead. So every new state carries a strictly later
-stamp than the one before it, and a state that lockstep re-publishes while it waits carries
-its original stamp: that is how a subscriber tells a repeat from a new state.
+Time: stamps and ``/clock`` count simulated time since the node started. A reset does not
+rewind them (``/clock`` going backwards upsets every node that uses sim time); it advances
+them by one tick instead. So every new state carries a strictly later stamp than the one
+before it, and a state that lockstep re-publishes while it waits carries its original stamp:
+that is how a subscriber tells a repeat from a new state.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import math
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -35,9 +44,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.time import Time
-from rosgraph_msgs.msg import Clock as ClockMessage
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import Image
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
@@ -45,56 +52,17 @@ from ddpg_ros.mujoco_warnings import route_mujoco_warnings
 from ddpg_ros.rendering import (TRACKING_CAMERA, RenderingError, RenderLoop, RenderSettings,
                                 copy_state, make_camera, select_gl_backend)
 from ddpg_ros.ros.conversions import rgb_image
-from ddpg_ros.ros.qos import CLOCK_QOS, COMMAND_QOS, DIAGNOSTICS_QOS, IMAGE_QOS, STATE_QOS
+from ddpg_ros.ros.interfaces import COMMAND_TOPICS
+from ddpg_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, IMAGE_QOS
+from ddpg_ros.ros.sim_publishers import StatePublishers
+from ddpg_ros.sim_settings import SimReport, SimSettings, SimStats, pacing
 
 NODE_NAME = 'mujoco_sim'
-MODES = ('lockstep', 'realtime')
 REPUBLISH_PERIOD = 0.5
 """Wall seconds without a publish after which lockstep re-sends the current state."""
 DIAGNOSTICS_PERIOD = 1.0
 LOG_THROTTLE = 1.0
 """At most one log line per second for a repeated complaint (bad commands)."""
-
-
-@dataclass(frozen=True)
-class SimSettings:
-    """The node's parameters: one read-only ROS parameter per field, these the defaults.
-
-    :raises ValueError: a value out of range (the simulation checks the model and seed).
-    """
-
-    model: str = field(default='InvertedPendulum-v5', metadata={
-        'description': 'Gymnasium MuJoCo env id (e.g. HalfCheetah-v5) or MJCF file path'})
-    mode: str = field(default='lockstep', metadata={
-        'description': "'lockstep': one control period per command; "
-                       "'realtime': advance on the wall clock"})
-    seed: int = field(default=0, metadata={'description': 'seeds the reset distribution'})
-    command_timeout: float = field(default=0.5, metadata={
-        'description': 'realtime: seconds without a command before applying zero'})
-    publish_clock: bool = field(default=True, metadata={
-        'description': 'publish sim time on /clock'})
-    frame_skip: int = field(default=0, metadata={
-        'description': "physics steps per control period; 0 = the model's own"})
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not (math.isfinite(self.command_timeout) and self.command_timeout > 0.0):
-            raise ValueError(f'command_timeout must be > 0 s, got {self.command_timeout}')
-        if self.frame_skip < 0:
-            raise ValueError("frame_skip must be >= 0 (0 = the model's own), "
-                             f'got {self.frame_skip}')
-
-
-@dataclass
-class SimStats:
-    """Counters since the node started, as ``/diagnostics`` reports them."""
-
-    steps: int = 0
-    resets: int = 0
-    commands_received: int = 0
-    commands_rejected: int = 0
-    command_timeouts: int = 0
 
 
 def _steady_clock() -> Clock:
@@ -104,7 +72,8 @@ def _steady_clock() -> Clock:
 
 
 class MujocoSimNode(Node):
-    """Steps a :class:`~ddpg_ros.sim.Simulation` and publishes its joints.
+    """
+    Steps a :class:`~ddpg_ros.sim.Simulation` and publishes its state.
 
     :raises ValueError: a parameter is invalid or the model cannot be loaded.
     :raises ddpg_ros.rendering.RenderingError: pictures were asked for and OpenGL fails.
@@ -113,50 +82,62 @@ class MujocoSimNode(Node):
 
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        self._settings = self._declare(SimSettings)
+        self._settings = settings = self._declare(SimSettings)
         self._render_settings = self._declare(RenderSettings)
         # MuJoCo fixes its OpenGL backend when first imported, which is just below.
         gl = select_gl_backend() if self._render_settings.image_rate > 0.0 else ''
         route_mujoco_warnings(self.get_logger().warning)
-        from ddpg_ros.sim import Simulation
+        from ddpg_ros.sim import Simulation, command_interface
 
-        self._sim = Simulation(self._settings.model, seed=self._settings.seed,
-                               frame_skip=self._settings.frame_skip or None)
+        self._sim = sim = Simulation(settings.model, seed=settings.seed,
+                                     frame_skip=settings.frame_skip or None,
+                                     imu_site=settings.imu_site)
+        try:
+            self._interface = command_interface(sim.model, sim.actuator_names)
+            self._pacing = pacing(settings, sim.model.opt.timestep, sim.frame_skip)
+        except ValueError:
+            sim.close()
+            raise
         # Held while the physics changes, so that the render thread copies whole states.
         self._state_lock = threading.Lock()
         self._stats = SimStats()
-        self._joint_names = list(self._sim.joint_names)
-        self._zero_command = np.zeros(len(self._sim.actuator_names))
+        self._zero_command = np.zeros(len(sim.actuator_names))
         self._command = self._zero_command
-        self._command_time = -math.inf
+        self._command_ns = 0
         self._holding_command = False
-        # Integer nanoseconds, so that stamps advance by exactly one control period per step.
-        self._dt_ns = round(self._sim.control_dt * 1e9)
+        # The watchdog counts sim time: an agent on use_sim_time paces its commands by it.
+        self._timeout_ns = round(settings.command_timeout * 1e9)
         self._sim_time_ns = 0
         self._last_publish = -math.inf
-        self._last_report = (time.monotonic(), SimStats(), 0)
+        self._report = SimReport(settings, sim.control_dt, self._interface, self._pacing,
+                                 time.monotonic())
 
-        self._state_publisher = self.create_publisher(JointState, 'joint_states', STATE_QOS)
-        self._clock_publisher = (self.create_publisher(ClockMessage, '/clock', CLOCK_QOS)
-                                 if self._settings.publish_clock else None)
+        sensor_topics = {topic: kind for topic, kind in sim.sensors.topics.items()
+                         if kind != 'joint_state'}
+        self._state_publishers = StatePublishers(
+            self, sensor_topics, sim.joint_names, sim.imu_frame, settings.publish_clock)
         self._diagnostics_publisher = self.create_publisher(
             DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS)
-        self.create_subscription(
-            Float64MultiArray, 'effort_controller/commands', self._on_command, COMMAND_QOS)
+        command_topic = COMMAND_TOPICS[self._interface][0]
+        self.create_subscription(Float64MultiArray, command_topic, self._on_command,
+                                 COMMAND_QOS)
         self.create_service(Trigger, '~/reset', self._on_reset)
-        if self._settings.mode == 'lockstep':
+        if settings.mode == 'lockstep':
             # Checked five times per period so that the first state goes out promptly.
             self.create_timer(REPUBLISH_PERIOD / 5, self._on_republish_timer,
                               clock=_steady_clock())
         else:
-            self.create_timer(self._sim.control_dt, self._on_control_timer,
-                              clock=_steady_clock())
+            self.create_timer(self._pacing.wall_period, self._on_tick, clock=_steady_clock())
         self.create_timer(DIAGNOSTICS_PERIOD, self._on_diagnostics_timer, clock=_steady_clock())
         self._render_loop = self._start_render_loop()
+        realtime = (f', states at {self._pacing.state_rate:g} Hz of sim time, real-time factor '
+                    f'{settings.real_time_factor:g}' if settings.mode == 'realtime' else '')
         self.get_logger().info(
-            f'ready: model {self._settings.model}, mode {self._settings.mode}, control '
-            f'period {self._sim.control_dt:g} s, joints {self._joint_names}, '
-            f'actuators {list(self._sim.actuator_names)}'
+            f'ready: model {settings.model}, mode {settings.mode}, control period '
+            f'{sim.control_dt:g} s{realtime}, joints {list(sim.joint_names)}, '
+            f'{self._interface} commands on {command_topic} for {list(sim.actuator_names)}'
+            + (f', sensors {list(sensor_topics)}' if sensor_topics else '')
+            + (f', IMU {sim.imu_frame}' if sim.imu_frame else '')
             + (f', images {self._render_settings.image_rate:g} Hz (OpenGL: {gl})' if gl else ''))
 
     def _declare(self, settings_type: type[Any]) -> Any:
@@ -181,7 +162,7 @@ class MujocoSimNode(Node):
             self._advance(command)
         else:
             self._command = command
-            self._command_time = time.monotonic()
+            self._command_ns = self._sim_time_ns
             self._holding_command = True
 
     def _command_problem(self, command: np.ndarray) -> str:
@@ -193,14 +174,15 @@ class MujocoSimNode(Node):
             return f'non-finite value in {command.tolist()}'
         return ''
 
-    def _on_control_timer(self) -> None:
+    def _on_tick(self) -> None:
         if self._holding_command and (
-                time.monotonic() - self._command_time > self._settings.command_timeout):
+                self._sim_time_ns - self._command_ns > self._timeout_ns):
             self._holding_command = False
             self._command = self._zero_command
             self._stats.command_timeouts += 1
             self.get_logger().warn(
-                f'no command for {self._settings.command_timeout:g} s: applying zero')
+                f'no command for {self._settings.command_timeout:g} s of sim time: '
+                'applying zero')
         self._advance(self._command)
 
     def _on_republish_timer(self) -> None:
@@ -213,7 +195,7 @@ class MujocoSimNode(Node):
                   ) -> Trigger.Response:
         with self._state_lock:
             self._sim.reset()
-            self._sim_time_ns += self._dt_ns
+            self._sim_time_ns += self._pacing.tick_ns
         self._stats.resets += 1
         # A command chosen for the previous episode means nothing in the new one.
         self._command = self._zero_command
@@ -226,8 +208,8 @@ class MujocoSimNode(Node):
 
     def _advance(self, command: np.ndarray) -> None:
         with self._state_lock:
-            self._sim.step(command)
-            self._sim_time_ns += self._dt_ns
+            self._sim.step(command, self._pacing.physics_steps)
+            self._sim_time_ns += self._pacing.tick_ns
         self._stats.steps += 1
         self._publish_state()
 
@@ -261,42 +243,23 @@ class MujocoSimNode(Node):
             self.get_logger().error(line)
 
     def _publish_state(self) -> None:
-        stamp = Time(nanoseconds=self._sim_time_ns).to_msg()
-        # /clock first: an agent on sim time that reads its clock on a state sees that time.
-        if self._clock_publisher is not None:
-            self._clock_publisher.publish(ClockMessage(clock=stamp))
-        state = JointState(name=self._joint_names,
-                           position=self._sim.joint_positions().tolist(),
-                           velocity=self._sim.joint_velocities().tolist(),
-                           effort=self._sim.joint_efforts().tolist())
-        state.header.stamp = stamp
-        self._state_publisher.publish(state)
+        sim = self._sim
+        try:
+            samples = sim.sensors.samples(sim.data, self._sim_time_ns * 1e-9)
+        except ValueError as exc:  # a state gone non-finite: no sample of it can be built
+            samples = {}
+            self.get_logger().error(f'{self._state_publishers.topics} not published: {exc}',
+                                    throttle_duration_sec=LOG_THROTTLE)
+        self._state_publishers.publish(self._sim_time_ns, sim.joint_positions(),
+                                       sim.joint_velocities(), sim.joint_efforts(), samples)
         self._last_publish = time.monotonic()
 
     def _on_diagnostics_timer(self) -> None:
-        now = time.monotonic()
-        last_time, last, last_sim_ns = self._last_report
-        self._last_report = (now, replace(self._stats), self._sim_time_ns)
-        elapsed = max(now - last_time, 1e-9)
-        rejected = self._stats.commands_rejected - last.commands_rejected
-        level, message = DiagnosticStatus.OK, 'running'
-        if rejected:
-            level, message = DiagnosticStatus.WARN, f'rejected {rejected} bad command(s)'
-        elif self._settings.mode == 'realtime' and not self._holding_command:
-            message = 'no recent command: applying zero'
-        elif self._settings.mode == 'lockstep' and self._stats.steps == last.steps:
-            message = 'waiting for commands'
-        values = {
-            'model': self._settings.model,
-            'mode': self._settings.mode,
-            'control_dt': f'{self._sim.control_dt:g}',
-            'sim_time': f'{self._sim_time_ns * 1e-9:.3f}',
-            **{name: str(count) for name, count in asdict(self._stats).items()},
-            'steps_per_second': f'{(self._stats.steps - last.steps) / elapsed:.1f}',
-            'real_time_factor': f'{(self._sim_time_ns - last_sim_ns) * 1e-9 / elapsed:.3f}',
-        }
+        warn, message, values = self._report(self._stats, self._sim_time_ns,
+                                             self._holding_command, time.monotonic())
         status = DiagnosticStatus(
-            level=level, name=f'{self.get_name()}: simulation', message=message,
+            level=DiagnosticStatus.WARN if warn else DiagnosticStatus.OK,
+            name=f'{self.get_name()}: simulation', message=message,
             hardware_id=self._settings.model,
             values=[KeyValue(key=key, value=value) for key, value in values.items()])
         array = DiagnosticArray(status=[status])
