@@ -115,6 +115,14 @@ class BackgroundLearner:
         return self._updates
 
     @property
+    def pending_updates(self) -> int:
+        """Granted updates not run yet; 0 when free-running, paused, faulted or stopped."""
+        with self._cond:
+            if not self.limit_updates or not self.training:
+                return 0
+            return max(math.floor(self._allowed) - self._updates, 0)
+
+    @property
     def fault(self) -> str | None:
         """Return what stopped learning, or ``None``."""
         return self._fault

@@ -83,6 +83,30 @@ class ReplayBuffer:
             self.size = min(self.size + 1, self.capacity)
             self.total_added += 1
 
+    def add_batch(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+                  next_obs: np.ndarray, terminated: np.ndarray) -> None:
+        """
+        Append ``len(rewards)`` transitions at once, in row order, as :meth:`add` would.
+
+        Refuses the whole batch if any value is non-finite; nothing is stored then.
+        """
+        count = len(rewards)
+        columns = (obs, actions, rewards, next_obs)
+        if not all(np.isfinite(column).all() for column in columns):
+            raise ValueError('refusing a batch of transitions with a non-finite value')
+        # Rows that a longer batch would overwrite within itself are skipped, not written.
+        skip = max(count - self.capacity, 0)
+        with self._lock:
+            rows = (self.position + skip + np.arange(count - skip)) % self.capacity
+            self.obs[rows] = obs[skip:]
+            self.actions[rows] = actions[skip:]
+            self.rewards[rows] = rewards[skip:]
+            self.next_obs[rows] = next_obs[skip:]
+            self.terminated[rows] = np.asarray(terminated[skip:], dtype=np.float32)
+            self.position = (self.position + count) % self.capacity
+            self.size = min(self.size + count, self.capacity)
+            self.total_added += count
+
     def sample(self, batch_size: int) -> Batch:
         """Uniformly sample ``batch_size`` stored transitions (with replacement)."""
         with self._lock:

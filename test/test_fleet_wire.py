@@ -338,7 +338,8 @@ def test_the_fleet_core_imports_with_ros_blocked() -> None:
                 return None
 
         sys.meta_path.insert(0, BlockRos())
-        for module in ('ddpg_ros.fleet.wire',):
+        for module in ('ddpg_ros.fleet.wire', 'ddpg_ros.fleet.ledger', 'ddpg_ros.fleet.learner',
+                       'ddpg_ros.fleet.actor', 'ddpg_ros.fleet.settings'):
             importlib.import_module(module)
         print('ok')
     ''')

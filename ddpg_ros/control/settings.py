@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 MODES = ('train', 'deploy')
+LEARNERS = ('local', 'remote')
+ON_LEARNER_LOST = ('continue', 'safe')
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -64,6 +66,22 @@ class AgentSettings:
     """Gradient updates between refreshes of the acting policy snapshot."""
     torch_threads: int = 1
     """CPU threads for torch; 0 = torch's default (one per core, slow when cores are busy)."""
+    learner: str = 'local'
+    """'local': learn in this process; 'remote': act with the newest policy of a ddpg_learner,
+    send it the transitions, never train (train mode)."""
+    actor_id: str = ''
+    """This actor's name in a remote learner's records; '' = the node's fully qualified name."""
+    run_id: str = ''
+    """Run of the remote learner to join; '' = the run of the first policy that arrives."""
+    learner_timeout: float = 5.0
+    """Seconds without a policy message after which the remote learner counts as lost."""
+    on_learner_lost: str = 'continue'
+    """'continue': act with the last policy without noise, queue transitions; 'safe': send the
+    safe command until a policy arrives."""
+    transition_batch: int = 50
+    """Transitions per message to the remote learner."""
+    transition_queue: int = 100_000
+    """Transitions kept for a remote learner that is away; beyond it the oldest are dropped."""
 
     def __post_init__(self) -> None:
         self.safe_command = [float(v) for v in self.safe_command]
@@ -83,6 +101,21 @@ class AgentSettings:
               f'must be in (0, {FLOAT32_MAX:g}]')
         check(all(math.isfinite(v) for v in self.safe_command), 'safe_command',
               self.safe_command, 'must be finite')
+        check(self.learner in LEARNERS, 'learner', self.learner,
+              f'must be one of {", ".join(LEARNERS)}')
+        remote = self.learner == 'remote'
+        check(not remote or self.mode == 'train', 'learner', self.learner,
+              'needs mode train (a deployed policy learns nothing)')
+        check(not remote or not self.load_checkpoint, 'load_checkpoint', self.load_checkpoint,
+              'must be empty with learner remote: the ddpg_learner resumes checkpoints')
+        check(math.isfinite(self.learner_timeout) and self.learner_timeout > 0.0,
+              'learner_timeout', self.learner_timeout, 'must be > 0')
+        check(self.on_learner_lost in ON_LEARNER_LOST, 'on_learner_lost', self.on_learner_lost,
+              f'must be one of {", ".join(ON_LEARNER_LOST)}')
+        check(self.transition_batch >= 1, 'transition_batch', self.transition_batch,
+              'must be >= 1')
+        check(self.transition_queue >= self.transition_batch, 'transition_queue',
+              self.transition_queue, f'must be >= transition_batch ({self.transition_batch})')
 
 
 def check(ok: bool, name: str, value: Any, rule: str) -> None:

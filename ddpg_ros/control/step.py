@@ -34,8 +34,8 @@ class Policy(Protocol):
     training: bool
     last_wait: float
 
-    def act(self, obs: np.ndarray, explore: bool, env_steps: int) -> np.ndarray:
-        """Return the action for ``obs``."""
+    def act(self, obs: np.ndarray, explore: bool, env_steps: int) -> np.ndarray | None:
+        """Return the action for ``obs``; ``None``: nothing to act with, send the safe command."""
 
     def store(self, transition: Transition, env_steps: int) -> None:
         """Keep a completed transition."""
@@ -126,6 +126,12 @@ class ControlStep:
                 decision.reset = True
                 return decision
         action = self.policy.act(obs, self.explore, self.episodes.env_steps)
+        if action is None:
+            # No policy to act with (a remote learner not there yet, or lost with
+            # on_learner_lost: safe): hold the robot safe, store nothing, until there is.
+            self.chain = None
+            decision.command = self.safe(state)
+            return decision
         command = self.command_filter(action, self.last_command)
         if command is None:
             # Weights are checked before a snapshot is swapped in, so this is an extreme
