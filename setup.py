@@ -29,6 +29,7 @@ setup(
             'ddpg-eval = ddpg_ros.evaluate:main',
             'mujoco_sim = ddpg_ros.ros.mujoco_sim_node:main',
             'ddpg_agent = ddpg_ros.ros.ddpg_agent_node:main',
+            'ddpg_learner = ddpg_ros.ros.ddpg_learner_node:main',
             'ddpg-launch = ddpg_ros.ros.launcher:main',
         ],
     },

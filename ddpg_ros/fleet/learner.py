@@ -299,13 +299,14 @@ class FleetLearner:
         limit = self.settings.max_backlog
         return bool(limit) and self.backlog > limit
 
-    def policy_message(self, now: float | None = None) -> WireMessage | None:
+    def policy_message(self, now: float | None = None, force: bool = False
+                       ) -> WireMessage | None:
         """
         Return the policy to publish now, or ``None`` if nothing is due.
 
         Due: a new snapshot (the next version number), the first one, a change of ``hold``,
-        or ``policy_period`` seconds since the last publication (the same version again, so
-        that actors know the learner is there).
+        ``policy_period`` seconds since the last publication (the same version again, so
+        that actors know the learner is there), or ``force``.
         """
         now = self._clock() if now is None else now
         with self._snapshot_lock:
@@ -314,7 +315,7 @@ class FleetLearner:
         if snapshot is not None:
             self._published = snapshot
             self.version = self.versions.next()
-        elif not (self._publish_due or hold != self._last_hold
+        elif not (force or self._publish_due or hold != self._last_hold
                   or now - self._last_published >= self.settings.policy_period):
             return None
         self._publish_due, self._last_hold, self._last_published = False, hold, now

@@ -7,7 +7,7 @@ every required source has a new sample (``control_rate`` 0, lockstep sims) or on
 ROS time (``control_rate`` > 0, robots behind ros2_control). The node publishes the command
 on the command interface's topic and runs the reset protocol, the watchdog timer, services
 and ``/diagnostics``; learning runs in :class:`~ddpg_ros.control.training.LocalTraining`'s
-background thread. See DESIGN.md.
+background thread or in a remote ``ddpg_learner`` (``learner: remote``). See DESIGN.md.
 """
 
 from __future__ import annotations
@@ -34,13 +34,14 @@ from ddpg_ros.control.safety import CommandFilter, SafeCommand
 from ddpg_ros.control.sampling import LatestSamples
 from ddpg_ros.control.settings import AgentSettings, preset_report, resolve_preset
 from ddpg_ros.control.step import ControlStep
-from ddpg_ros.control.training import Deployment, LocalTraining
+from ddpg_ros.control.training import LocalTraining
 from ddpg_ros.envs import spec_for_task
 from ddpg_ros.ros.agent_status import AgentStatus, LatencyWindow, progress_line, ready_line
 from ddpg_ros.ros.episode_reset import EpisodeReset, steady_clock
 from ddpg_ros.ros.interfaces import (CommandPublisher, message_type, sample_reader,
                                      source_topic_problems)
 from ddpg_ros.ros.qos import DIAGNOSTICS_QOS, STATE_QOS
+from ddpg_ros.ros.remote_actor import make_policy
 from ddpg_ros.ros.spin import spin_until_stopped
 from ddpg_ros.tasks import make_task
 from ddpg_ros.tasks.base import check_command_interface
@@ -81,11 +82,7 @@ class DDPGAgentNode(Node):
         period = 1.0 / settings.control_rate if settings.control_rate else task.control_dt
         self.spec = spec_for_task(task, control_period=period)
         safe = SafeCommand(task, interface, settings.safe_command)
-        if settings.mode == 'train':
-            self.policy: LocalTraining | Deployment = LocalTraining(
-                task, self.spec, settings, config, log.info, log.warning, log.error)
-        else:
-            self.policy = Deployment(settings.load_checkpoint, self.spec)
+        self.policy = make_policy(self, task, self.spec, settings, config)
         self.config = self.policy.config
         episodes = Episodes(task, settings.value_limit, **self.policy.counters)
         if isinstance(self.policy, LocalTraining):
@@ -215,7 +212,9 @@ class DDPGAgentNode(Node):
     def _on_set_training(self, request: SetBool.Request, response: SetBool.Response
                          ) -> SetBool.Response:
         if self.learner is None:
-            response.success, response.message = False, 'deploy mode: nothing to switch'
+            response.success, response.message = False, (
+                'learner remote: switch ddpg_learner/set_training' if self.settings.learner ==
+                'remote' else 'deploy mode: nothing to switch')
         else:
             response.success, response.message = self.learner.set_training(request.data)
         return response

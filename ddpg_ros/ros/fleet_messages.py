@@ -1,0 +1,87 @@
+"""
+The fleet's topics on DDS: names, QoS, and ``UInt8MultiArray`` <-> :mod:`ddpg_ros.fleet.wire`.
+
+Large arrays never pass through Python lists: bytes go into the ``uint8[]`` field as one
+``array.array('B')`` (``frombytes``), and come out as the array rclpy hands over, which the
+wire module reads with ``np.frombuffer``.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import MultiArrayDimension, UInt8MultiArray
+
+from ddpg_ros.config import field_docs
+from ddpg_ros.fleet.wire import WireMessage
+
+LEARNER_NAME = 'ddpg_learner'
+POLICY_TOPIC = f'/{LEARNER_NAME}/policy'
+"""Where an actor listens: absolute, so that robots in any namespace reach one learner."""
+TRANSITIONS_TOPIC = f'/{LEARNER_NAME}/transitions'
+
+POLICY_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+"""``ddpg_learner/policy``: only the newest policy matters, and an actor that joins late
+gets it from the learner's writer at once (transient local)."""
+
+TRANSITIONS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""``ddpg_learner/transitions``: reliable, and 100 batches deep so that a learner busy with a
+checkpoint loses none; volatile, because batches kept for a learner that is away are the
+actor's to keep (bounded, counted), not DDS's."""
+
+
+def to_message(wire: WireMessage) -> UInt8MultiArray:
+    """Return ``wire`` as a ``UInt8MultiArray``, its bytes copied once."""
+    data = array.array('B')
+    data.frombytes(wire.data)
+    msg = UInt8MultiArray()
+    msg.data = data
+    msg.layout.data_offset = wire.data_offset
+    msg.layout.dim = [MultiArrayDimension(label=label, size=size, stride=stride)
+                      for label, size, stride in wire.dims]
+    return msg
+
+
+def message_parts(msg: UInt8MultiArray) -> tuple[Any, int, list[tuple[str, int, int]]]:
+    """Return what the wire decoders take: ``data`` (not copied), ``data_offset``, dims."""
+    return (msg.data, int(msg.layout.data_offset),
+            [(dim.label, int(dim.size), int(dim.stride)) for dim in msg.layout.dim])
+
+
+def declare_fields(node: Node, cls: type, defaults: Any) -> dict[str, Any]:
+    """
+    Declare a read-only parameter per dataclass field (default, docstring); return the values.
+
+    Read-only: the core is built from these once; a later change would lie.
+    """
+    docs = field_docs(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        default = getattr(defaults, f.name)
+        default = list(default) if isinstance(default, tuple) else default
+        # An empty list says nothing of its element type, and rclpy would guess wrong.
+        declared = Parameter.Type.DOUBLE_ARRAY if default == [] else default
+        descriptor = ParameterDescriptor(description=docs.get(f.name, ''), read_only=True)
+        value = node.declare_parameter(f.name, declared, descriptor).value
+        values[f.name] = default if value is None else value
+    return values
+
+
+__all__ = ['LEARNER_NAME', 'POLICY_QOS', 'POLICY_TOPIC', 'TRANSITIONS_QOS',
+           'TRANSITIONS_TOPIC', 'declare_fields', 'message_parts', 'to_message']
