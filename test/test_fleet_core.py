@@ -453,9 +453,12 @@ def test_a_lost_learner_means_no_noise_and_a_bounded_queue_until_it_is_back(acto
     time.sleep(0.2)
     assert a.sent == [] and a.remote.stats['transitions_dropped'] == 8
     a.offer(2)
+    assert a.wait(lambda: any('learner back' in line for line in a.logs))
+    time.sleep(0.2)
+    assert a.sent == [], 'a learner that is back gets time to match the publisher'
+    a.clock.now += 1.0
     assert a.wait(lambda: len(a.sent) == 2)
     assert [b.sequence for b in a.batches()] == [2, 3], 'the oldest were dropped, in order'
-    assert any('learner back' in line for line in a.logs)
 
 
 def test_on_learner_lost_safe_stops_acting_until_a_policy_arrives(actors) -> None:

@@ -48,6 +48,10 @@ FLUSH_PERIOD = 0.2
 """Seconds after which a batch that is not full is sent anyway."""
 WORKER_PERIOD = 0.05
 """Seconds between the worker thread's checks for a lost or returning learner."""
+RETURN_SETTLE = 1.0
+"""Seconds a learner that is back gets before the queue goes out: its subscription may not
+have matched this actor's publisher yet (a killed learner's stays matched until its lease
+runs out), and what goes out before it has is lost."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ class RemoteTraining:
         self._queued = 0
         self._offered: tuple[Any, int, Any] | None = None
         self._lost_reported = False
+        self._settle_until = -math.inf
         self._refusal_reported = ''
         self._stopping = False
         self._send: Callable[[WireMessage], None] | None = None
@@ -271,7 +276,7 @@ class RemoteTraining:
 
     def _sendable(self) -> bool:
         return (self._send is not None and self._current is not None and not self.lost()
-                and self._present())
+                and self._clock() >= self._settle_until and self._present())
 
     def _send_outbox(self) -> None:
         while self._outbox and self._sendable():
@@ -336,8 +341,9 @@ class RemoteTraining:
             self._warn(f'no policy from the learner for {self.settings.learner_timeout:g} s: '
                        f'{then}; {self._queued} transitions queued')
         elif not lost and self._lost_reported:
+            self._settle_until = self._clock() + RETURN_SETTLE
             self._info(f'learner back: policy version {self._current.header.version}; '
-                       f'sending {self._queued} queued transitions')
+                       f'sending {self._queued} queued transitions in {RETURN_SETTLE:g} s')
         self._lost_reported = lost
 
     def close(self, log: Log) -> None:

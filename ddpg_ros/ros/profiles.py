@@ -241,6 +241,132 @@ def deploy_nodes(values: dict[str, str]) -> list[NodeSpec]:
     ]
 
 
+def _parameter_text(value: object) -> str:
+    """Return a parameter file's value as ``-p name:=TEXT`` takes it (YAML, strings quoted)."""
+    import yaml
+
+    if isinstance(value, str):
+        return _yaml_string(value)
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip()
+    return text.removesuffix('...').strip()
+
+
+def _file_sections(path: str | Path) -> dict[str, dict[str, str]]:
+    """Return each node section of a parameter file, values as ``-p`` text, by node name."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return {str(node).strip('/'): {name: _parameter_text(value) for name, value
+                                       in section['ros__parameters'].items()}
+                for node, section in data.items()}
+    except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError) as exc:
+        raise ProfileError(f'parameter file {path} is not keyed by node name under '
+                           f'ros__parameters: {exc}') from None
+
+
+def _seed_plus(text: str, offset: int) -> str:
+    try:
+        return str(int(text) + offset)
+    except ValueError:
+        raise ProfileError(f'seed:={text} must be an integer') from None
+
+
+FLEET_ROBOT = 'robot_{}'
+"""Namespace of robot i in ``train_fleet``."""
+
+
+def train_fleet_nodes(values: dict[str, str]) -> list[NodeSpec]:
+    """
+    One ddpg_learner and ``robots`` mujoco_sim + ddpg_agent pairs in ``robot_0`` ... .
+
+    The task's ``config/<task>.yaml`` (and ``params_file``) set every robot: their
+    ``mujoco_sim`` and ``ddpg_agent`` sections go to each robot's nodes as parameters (a file
+    keyed by node name would not reach a node in a namespace), and the learner takes the
+    ``ddpg_agent`` values it declares (task, hyper-parameters, checkpoint_dir) and the
+    ``ddpg_learner`` section. Each robot's ``/clock`` is its own (``robot_i/clock``).
+
+    Routing of the other arguments: the sim's parameters to every sim; the learner's own
+    (checkpoint_dir, load_checkpoint, policy_every, ...) to the learner; DDPG
+    hyper-parameters, ``task``, ``control_rate``, ``run_id`` and ``seed`` to the learner and
+    every actor; the rest to every actor; ``ddpg_learner.x``, ``ddpg_agent.x`` and
+    ``mujoco_sim.x`` name the node outright. Robot i's sim and actor get ``seed + i``.
+    """
+    import dataclasses
+
+    from ddpg_ros.config import DDPGConfig
+    from ddpg_ros.fleet.settings import LearnerSettings
+
+    values = dict(values)
+    task = values.pop('task')
+    extra_file = values.pop('params_file')
+    use_sim_time = values.pop('use_sim_time')
+    robots_text = values.pop('robots')
+    try:
+        robots = int(robots_text)
+    except ValueError:
+        robots = 0
+    if not 1 <= robots <= 100:
+        raise ProfileError(f'robots:={robots_text} must be an integer in 1..100')
+    sections: dict[str, dict[str, str]] = {'mujoco_sim': {}, 'ddpg_agent': {},
+                                           'ddpg_learner': {}}
+    task_file = config_directory() / f'{task}.yaml'
+    files = [str(task_file)] if task_file.is_file() else []
+    if extra_file:
+        files.append(_existing_file(extra_file, 'params_file'))
+    elif not files:
+        raise ProfileError(f"no config/{task}.yaml for task {task!r}: choose one of "
+                           f"{', '.join(available_task_configs())}, or give your own "
+                           'parameters with params_file:=FILE')
+    for path in files:
+        for node, section in _file_sections(path).items():
+            sections.setdefault(node, {}).update(section)
+    shared = {'task', 'control_rate', 'run_id', 'torch_threads', 'preset', 'seed',
+              *(f.name for f in dataclasses.fields(DDPGConfig))}
+    learner_only = {f.name for f in dataclasses.fields(LearnerSettings)} - shared
+
+    def route(parameter: str) -> Sequence[str]:
+        if parameter == 'mode':
+            raise ProfileError('mode:= is ambiguous here: say mujoco_sim.mode:=lockstep|'
+                               'realtime (every ddpg_agent trains with learner:=remote)')
+        if parameter == 'seed':
+            return ('mujoco_sim', 'ddpg_agent', 'ddpg_learner')
+        if parameter in MUJOCO_SIM_PARAMETERS:
+            return ('mujoco_sim',)
+        if parameter in learner_only:
+            return ('ddpg_learner',)
+        if parameter in shared:
+            return ('ddpg_agent', 'ddpg_learner')
+        return ('ddpg_agent',)
+
+    routed = _route_overrides(values, ('mujoco_sim', 'ddpg_agent', 'ddpg_learner'), route)
+    agent_file = sections['ddpg_agent']
+    learner = {name: value for name, value in agent_file.items()
+               if name in learner_only | shared}
+    learner = {**learner, **sections['ddpg_learner'], 'task': _yaml_string(task),
+               **routed['ddpg_learner']}
+    actor = {name: value for name, value in agent_file.items() if name not in learner_only}
+    actor = {**actor, 'mode': 'train', 'task': _yaml_string(task), **routed['ddpg_agent'],
+             'learner': 'remote', 'use_sim_time': use_sim_time}
+    sim = {**sections['mujoco_sim'], **routed['mujoco_sim']}
+    nodes = [NodeSpec('ddpg_learner', 'ddpg_ros.ros.ddpg_learner_node', 'ddpg_learner', '',
+                      (), learner)]
+    clock = (('/clock', 'clock'),)
+    for i in range(robots):
+        namespace = '/' + FLEET_ROBOT.format(i)
+        seeded = {key: _seed_plus(params['seed'], i) for key, params in
+                  (('mujoco_sim', sim), ('ddpg_agent', actor)) if 'seed' in params}
+        nodes.append(NodeSpec('mujoco_sim', 'ddpg_ros.ros.mujoco_sim_node', 'mujoco_sim',
+                              namespace, (), {**sim, **({'seed': seeded['mujoco_sim']}
+                                                        if 'mujoco_sim' in seeded else {})},
+                              clock))
+        nodes.append(NodeSpec('ddpg_agent', 'ddpg_ros.ros.ddpg_agent_node', 'ddpg_agent',
+                              namespace, (), {**actor, **({'seed': seeded['ddpg_agent']}
+                                                          if 'ddpg_agent' in seeded else {})},
+                              clock))
+    return nodes
+
+
 _NAMESPACE = Argument('namespace', 'namespace of every node; topics and services are relative '
                       "to it ('' = root)", '')
 
@@ -272,6 +398,21 @@ PROFILES: dict[str, Profile] = {
                          'false'),
             ),
             deploy_nodes,
+        ),
+        Profile(
+            'train_fleet',
+            'Train one ddpg_learner on robots:=N simulated robots: mujoco_sim + ddpg_agent '
+            '(learner:=remote) in namespaces robot_0 ... robot_<N-1>.',
+            (
+                Argument('task', 'built-in task whose config/<task>.yaml sets every robot, or '
+                         'package.module:Class with params_file:=', 'inverted_pendulum'),
+                Argument('robots', 'number of simulator + actor pairs', '2'),
+                Argument('params_file', "extra parameter file applied after the task's, "
+                         "sections by node name ('' = none)", ''),
+                Argument('use_sim_time', "each ddpg_agent follows its own sim's clock "
+                         '(robot_i/clock)', 'true'),
+            ),
+            train_fleet_nodes,
         ),
     )
 }
