@@ -34,7 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from ddpg_ros.presets import preset_for  # noqa: E402
+from ddpg_ros.presets import describe, preset_for  # noqa: E402
 
 DEFAULT_OUT = HERE / 'out' / 'presets'
 DEFAULT_RESULTS = HERE / 'results' / 'presets.json'
@@ -88,6 +88,24 @@ def record(env_id: str, steps: int, seed: int, directory: Path, returncode: int,
     }
 
 
+def run_key(run: dict) -> tuple[str, int, str, int]:
+    """
+    Return what identifies a run: env, steps, the preset it started from, and seed.
+
+    Runs of an earlier version of a preset stay in the results beside the current one's.
+    """
+    return run['env'], run['steps'], describe(run['preset']), run['seed']
+
+
+def preset_label(env_id: str, preset: dict) -> str:
+    """Return 'current' for the preset in the file now, else the values that differ."""
+    current = preset_for(env_id) or {}
+    if preset == current:
+        return 'current'
+    changed = {k: v for k, v in preset.items() if current.get(k) != v}
+    return 'earlier: ' + describe(changed)
+
+
 def load_results(path: Path) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
@@ -98,10 +116,9 @@ def load_results(path: Path) -> dict:
 def save_result(path: Path, run: dict) -> None:
     """Add (or replace) one run in the results file, written whole each time."""
     results = load_results(path)
-    key = (run['env'], run['steps'], run['seed'])
-    results['runs'] = [r for r in results['runs']
-                       if (r['env'], r['steps'], r['seed']) != key] + [run]
-    results['runs'].sort(key=lambda r: (r['env'], r['steps'], r['seed']))
+    results['runs'] = [r for r in results['runs'] if run_key(r) != run_key(run)] + [run]
+    results['runs'].sort(key=lambda r: (r['env'], r['steps'], describe(r['preset']),
+                                        r['seed']))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix('.tmp')
     tmp.write_text(json.dumps(results, indent=1) + '\n')
@@ -109,13 +126,15 @@ def save_result(path: Path, run: dict) -> None:
 
 
 def markdown(results: dict) -> str:
-    """Return one table row per (env, steps): final return per seed, mean +- std, times."""
-    groups: dict[tuple[str, int], list[dict]] = {}
+    """Return a table row per env, steps and preset: final return per seed, mean, times."""
+    groups: dict[tuple[str, int, str], list[dict]] = {}
     for run in results['runs']:
-        groups.setdefault((run['env'], run['steps']), []).append(run)
-    lines = ['| env | steps | seeds | final eval return per seed (10 ep.) | mean +- std '
-             '| wall time per seed (min) |', '| --- | --- | --- | --- | --- | --- |']
-    for (env_id, steps), runs in sorted(groups.items()):
+        groups.setdefault(run_key(run)[:3], []).append(run)
+    lines = ['| env | steps | preset | seeds | final eval return per seed (10 ep.) '
+             '| mean +- std | wall time per seed (min) |',
+             '| --- | --- | --- | --- | --- | --- | --- |']
+    for (env_id, steps, _), runs in sorted(groups.items()):
+        label = preset_label(env_id, runs[0]['preset'])
         runs.sort(key=lambda r: r['seed'])
         finals = [r['final_eval_return'] for r in runs if r['final_eval_return'] is not None]
         per_seed = ', '.join('failed' if r['final_eval_return'] is None
@@ -123,7 +142,8 @@ def markdown(results: dict) -> str:
         stats = f'{np.mean(finals):.0f} +- {np.std(finals):.0f}' if finals else '-'
         times = ', '.join(f"{r['wall_time_s'] / 60:.1f}" for r in runs)
         seeds = ', '.join(str(r['seed']) for r in runs)
-        lines.append(f'| {env_id} | {steps} | {seeds} | {per_seed} | {stats} | {times} |')
+        lines.append(f'| {env_id} | {steps} | {label} | {seeds} | {per_seed} | {stats} '
+                     f'| {times} |')
     return '\n'.join(lines)
 
 
@@ -146,10 +166,11 @@ def main() -> int:
             parser.error(f'no preset for {env_id}')
 
     if not args.summarize:
-        done = {(r['env'], r['steps'], r['seed']) for r in load_results(args.results)['runs']
+        done = {run_key(r) for r in load_results(args.results)['runs']
                 if r['final_eval_return'] is not None}
         todo = [(env_id, seed) for env_id in args.envs for seed in args.seeds
-                if args.force or (env_id, args.steps, seed) not in done]
+                if args.force or
+                (env_id, args.steps, describe(preset_for(env_id)), seed) not in done]
         running: list[tuple[subprocess.Popen, tuple]] = []
         while todo or running:
             while todo and len(running) < args.jobs:
