@@ -133,7 +133,8 @@ class RemoteTraining:
         self._offered: tuple[Any, int, Any] | None = None
         self._lost_reported = False
         self._settle_until = -math.inf
-        self._refusal_reported = ''
+        self.last_refusal = ''
+        """The newest refused policy's reason, for whoever watches."""
         self._stopping = False
         self._send: Callable[[WireMessage], None] | None = None
         self._present: Callable[[], bool] = lambda: True
@@ -313,8 +314,8 @@ class RemoteTraining:
                                      run_id=self.run_id)
         except WireError as exc:
             self.stats['policies_refused'] += 1
-            if str(exc) != self._refusal_reported:
-                self._refusal_reported = str(exc)
+            if str(exc) != self.last_refusal:
+                self.last_refusal = str(exc)
                 self._error(f'policy refused: {exc}')
             return
         if self.run_id is None:

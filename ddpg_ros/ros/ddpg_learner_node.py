@@ -75,6 +75,7 @@ class DDPGLearnerNode(Node):
         """Never set: the learner runs until Ctrl-C or SIGTERM."""
         self.last_refusal = ''
         self._reported_refusals = 0
+        self._refusals_logged: dict[tuple[str, str], float] = {}
         self._last_progress_log = time.monotonic()
         self._policy_publisher = self.create_publisher(UInt8MultiArray, '~/policy', POLICY_QOS)
         self.create_subscription(UInt8MultiArray, '~/transitions', self._on_transitions,
@@ -110,8 +111,11 @@ class DDPGLearnerNode(Node):
             self.core.ingest(*message_parts(msg))
         except WireError as exc:
             self.last_refusal = str(exc)
-            self.get_logger().warning(f'transition batch refused: {exc}',
-                                      throttle_duration_sec=LOG_THROTTLE)
+            # Throttled per sender and kind: one actor's flood hides no other's problem.
+            now, key = time.monotonic(), (exc.actor_id, exc.kind)
+            if now - self._refusals_logged.get(key, -LOG_THROTTLE) >= LOG_THROTTLE:
+                self._refusals_logged[key] = now
+                self.get_logger().warning(f'transition batch refused: {exc}')
 
     def _on_save_checkpoint(self, request: Trigger.Request, response: Trigger.Response
                             ) -> Trigger.Response:
