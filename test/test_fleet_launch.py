@@ -1,0 +1,268 @@
+"""
+The ``train_fleet`` launch profile, and a fleet learning the pendulum through ``ddpg-launch``.
+
+Budget of the learning test (CPU, 2 shared cores, five processes): one ``ddpg_learner`` and
+two lockstep pendulums reach a noise-free return of 1000 (5 episodes, ``ddpg-eval``'s seed
+0) from one of the learner's checkpoints within 40,000 transitions and 360 s. The learner
+holds one update per transition (lockstep actors wait for it), so this is the one-robot
+budget of ``test_agent_learning.py`` with the data coming from two robots.
+"""
+
+from __future__ import annotations
+
+import re
+import runpy
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from ddpg_ros.checkpoint import CheckpointError, load_checkpoint
+from ddpg_ros.envs import make_env
+from ddpg_ros.evaluation import evaluate
+from ddpg_ros.ros.profiles import PROFILES, ProfileError, config_directory
+
+from agent_helpers import ddpg_cli, eval_mean_return
+from conftest import ProcessGroup, RosTestNode, pid_alive
+
+ROOT = Path(__file__).resolve().parents[1]
+PENDULUM_LEARNER = {'learning_starts': '1000', 'hidden_sizes': '[64, 64]', 'batch_size': '64',
+                    'actor_lr': '0.001', 'critic_lr': '0.001', 'buffer_size': '100000',
+                    'device': 'cpu'}
+"""Small networks and lr 1e-3, as ``test_agent_learning.py``'s learner."""
+TRANSITION_BUDGET = 40_000
+TIME_BUDGET = 360.0
+SOLVED = 1000.0
+EVAL_EPISODES = 5
+EVAL_SEED = 0
+
+
+def fleet_nodes(**arguments: str) -> list[Any]:
+    return PROFILES['train_fleet'].nodes(arguments)
+
+
+# The profile
+
+
+def test_train_fleet_runs_one_learner_and_a_sim_and_actor_per_robot() -> None:
+    nodes = fleet_nodes(robots='3')
+    assert [(n.name, n.namespace) for n in nodes] == [
+        ('ddpg_learner', ''), ('mujoco_sim', '/robot_0'), ('ddpg_agent', '/robot_0'),
+        ('mujoco_sim', '/robot_1'), ('ddpg_agent', '/robot_1'), ('mujoco_sim', '/robot_2'),
+        ('ddpg_agent', '/robot_2')]
+    learner, sim, actor = nodes[:3]
+    assert (learner.executable, learner.module) == ('ddpg_learner',
+                                                    'ddpg_ros.ros.ddpg_learner_node')
+    # The task file's values reach nodes in namespaces as parameters, not as a file keyed
+    # by a node name that a namespaced node would not match.
+    assert all(not n.parameter_files for n in nodes)
+    assert sim.parameters['model'] == "'InvertedPendulum-v5'"
+    assert sim.parameters['mode'] == "'lockstep'"
+    assert actor.parameters['reset_service'] == "'mujoco_sim/reset'"
+    assert (actor.parameters['learner'], actor.parameters['mode']) == ('remote', 'train')
+    assert 'checkpoint_dir' not in actor.parameters, 'a remote actor writes no checkpoints'
+    assert learner.parameters['checkpoint_dir'] == "'runs/inverted_pendulum'"
+    assert learner.parameters['task'] == "'inverted_pendulum'"
+    # Each robot keeps its own clock; the actor follows it.
+    for node in nodes[1:]:
+        assert node.remappings == (('/clock', 'clock'),)
+    assert actor.parameters['use_sim_time'] == 'true'
+
+
+def test_train_fleet_gives_each_robot_its_own_seed() -> None:
+    nodes = fleet_nodes(robots='2', seed='7')
+    assert [n.parameters['seed'] for n in nodes] == ['7', '7', '7', '8', '8']
+    assert [n.parameters['seed'] for n in fleet_nodes()] == ['0', '0', '0', '1', '1']
+
+
+def test_train_fleet_routes_overrides_to_the_nodes_that_take_them() -> None:
+    learner, sim, actor, *_ = fleet_nodes(
+        batch_size='64', checkpoint_dir='/runs/f', load_checkpoint='latest', policy_every='5',
+        learner_timeout='2.0', command_timeout='1.0', noise_sigma='0.2',
+        **{'ddpg_learner.max_backlog': '50', 'mujoco_sim.mode': 'realtime',
+           'ddpg_agent.on_learner_lost': 'safe'})
+    assert {k: learner.parameters[k] for k in ('batch_size', 'checkpoint_dir',
+                                               'load_checkpoint', 'policy_every',
+                                               'max_backlog', 'noise_sigma')} == {
+        'batch_size': '64', 'checkpoint_dir': '/runs/f', 'load_checkpoint': 'latest',
+        'policy_every': '5', 'max_backlog': '50', 'noise_sigma': '0.2'}
+    assert 'learner_timeout' not in learner.parameters
+    assert (sim.parameters['command_timeout'], sim.parameters['mode']) == ('1.0', 'realtime')
+    assert {k: actor.parameters[k] for k in ('batch_size', 'learner_timeout', 'noise_sigma',
+                                             'on_learner_lost')} == {
+        'batch_size': '64', 'learner_timeout': '2.0', 'noise_sigma': '0.2',
+        'on_learner_lost': 'safe'}
+    assert not {'load_checkpoint', 'policy_every', 'checkpoint_dir'} & set(actor.parameters)
+
+
+def test_train_fleet_takes_a_users_parameter_file_by_node_name(tmp_path: Path) -> None:
+    params = tmp_path / 'fleet.yaml'
+    params.write_text('ddpg_learner:\n  ros__parameters:\n    policy_every: 7\n'
+                      'mujoco_sim:\n  ros__parameters:\n    frame_skip: 3\n'
+                      'ddpg_agent:\n  ros__parameters:\n    transition_batch: 25\n'
+                      '    run_id: exp-1\n')
+    learner, sim, actor = fleet_nodes(params_file=str(params), robots='1')
+    assert learner.parameters['policy_every'] == '7' and sim.parameters['frame_skip'] == '3'
+    assert actor.parameters['transition_batch'] == '25'
+    assert learner.parameters['run_id'] == actor.parameters['run_id'] == "'exp-1'"
+
+
+@pytest.mark.parametrize('arguments, text', [
+    ({'robots': '0'}, 'robots:=0 must be an integer in 1..100'),
+    ({'robots': 'two'}, 'robots:=two must be an integer'),
+    ({'mode': 'realtime'}, 'mujoco_sim.mode'),
+    ({'task': 'walker'}, 'no config/walker.yaml'),
+    ({'seed': 'x'}, 'seed:=x must be an integer'),
+])
+def test_train_fleet_refuses_bad_arguments(arguments: dict[str, str], text: str) -> None:
+    with pytest.raises(ProfileError, match=text):
+        fleet_nodes(**arguments)
+
+
+class _Recorded:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+
+def test_the_launch_file_builds_the_profiles_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    modules = {'launch': ('LaunchContext', 'LaunchDescription'),
+               'launch.actions': ('DeclareLaunchArgument', 'OpaqueFunction'),
+               'launch.substitutions': ('TextSubstitution',), 'launch_ros': (),
+               'launch_ros.actions': ('Node',)}
+    for name, classes in modules.items():
+        module = types.ModuleType(name)
+        for class_name in classes:
+            setattr(module, class_name, type(class_name, (_Recorded,), {}))
+        monkeypatch.setitem(sys.modules, name, module)
+    launch_file = runpy.run_path(str(ROOT / 'launch' / 'train_fleet.launch.py'))
+    entities = launch_file['generate_launch_description']().args[0]
+    declared = {e.args[0]: e.kwargs['default_value'] for e in entities
+                if type(e).__name__ == 'DeclareLaunchArgument'}
+    assert declared == {a.name: a.default for a in PROFILES['train_fleet'].arguments}
+    [opaque] = [e for e in entities if type(e).__name__ == 'OpaqueFunction']
+    nodes = opaque.kwargs['function'](types.SimpleNamespace(
+        launch_configurations={**declared, 'robots': '2', 'seed': '4'}))
+    specs = fleet_nodes(robots='2', seed='4')
+    assert [(n.kwargs['executable'], n.kwargs['namespace'], n.kwargs['remappings'])
+            for n in nodes] == [(s.executable, s.namespace, list(s.remappings)) for s in specs]
+    assert [{k: v.kwargs['text'] for k, v in n.kwargs['parameters'][-1].items()}
+            for n in nodes] == [dict(s.parameters) for s in specs]
+
+
+def test_the_task_configs_need_no_fleet_section() -> None:
+    # train_fleet reads the same config/<task>.yaml as train_sim.
+    for task in ('inverted_pendulum', 'half_cheetah', 'hopper'):
+        assert (config_directory() / f'{task}.yaml').is_file()
+        assert len(fleet_nodes(task=task, robots='1')) == 3
+
+
+# Learning from two robots, through ddpg-launch
+
+
+class CheckpointScores:
+    """Noise-free mean returns of the learner's checkpoints as they appear."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.returns: dict[int, float] = {}
+        self._env = make_env('InvertedPendulum-v5')
+
+    def poll(self) -> None:
+        for path in sorted(self.directory.glob('checkpoint_*.pt')):
+            steps = int(path.stem.split('_')[1])
+            if steps in self.returns:
+                continue
+            try:
+                policy = load_checkpoint(path).build_agent(device='cpu', optimizers=False)
+            except CheckpointError:
+                continue  # written atomically, but possibly pruned meanwhile
+            self.returns[steps] = float(np.mean(evaluate(policy.act, self._env, EVAL_EPISODES,
+                                                         seed=EVAL_SEED)))
+
+    def best(self) -> tuple[int, float] | None:
+        return max(self.returns.items(), key=lambda item: item[1], default=None)
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def test_two_robots_teach_one_learner_the_pendulum_through_ddpg_launch(
+        ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path: Path) -> None:
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from ddpg_ros.ros.qos import DIAGNOSTICS_QOS
+
+    torch.set_num_threads(1)  # this process evaluates; leave the cores to the nodes
+    directory = tmp_path / 'fleet'
+    statuses: dict[str, dict[str, str]] = {}
+
+    def on_diagnostics(array: DiagnosticArray) -> None:
+        for status in array.status:
+            statuses[status.name] = {kv.key: kv.value for kv in status.values}
+
+    ros_node.node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics,
+                                      DIAGNOSTICS_QOS)
+    arguments = {'task': 'inverted_pendulum', 'robots': '2', 'seed': '0',
+                 'checkpoint_dir': str(directory), 'checkpoint_every': '1000',
+                 'keep_checkpoints': '0', **PENDULUM_LEARNER}
+    started = time.monotonic()
+    launcher = ros_processes.start(
+        [sys.executable, '-m', 'ddpg_ros.ros.launcher', 'train_fleet',
+         *(f'{k}:={v}' for k, v in arguments.items())], name='ddpg-launch')
+    pids = {}
+    scores = CheckpointScores(directory)
+    seen_versions: dict[str, set[int]] = {'/robot_0/ddpg_agent': set(),
+                                          '/robot_1/ddpg_agent': set()}
+    rates: dict[str, float] = {}
+    try:
+        while time.monotonic() - started < TIME_BUDGET:
+            ros_node.spin_for(1.0)
+            pids = pids or dict(re.findall(r'started (\S+) \(pid (\d+)\)', launcher.output()))
+            for actor_id in seen_versions:
+                status = statuses.get(f'ddpg_learner: actor {actor_id}')
+                if status:
+                    seen_versions[actor_id].add(int(status['policy_version']))
+                    rates[actor_id] = max(rates.get(actor_id, 0.0),
+                                          float(status['transitions_per_s']))
+            scores.poll()
+            best = scores.best()
+            if best and best[1] >= SOLVED or launcher.popen.poll() is not None:
+                break
+            learner = statuses.get('ddpg_learner: learner', {})
+            if int(learner.get('transitions', 0)) > TRANSITION_BUDGET:
+                break
+        elapsed = time.monotonic() - started
+    finally:
+        scores.close()
+    learner = statuses.get('ddpg_learner: learner', {})
+    print(f'noise-free returns by transitions: {dict(sorted(scores.returns.items()))}; '
+          f'{elapsed:.0f} s; learner: {learner}; actor rates (max): {rates}')
+    best = scores.best()
+    assert best is not None and best[1] >= SOLVED, (scores.returns, launcher.output()[-4000:])
+    steps, score = best
+    assert steps <= TRANSITION_BUDGET + 1000
+
+    # Both robots fed the learner, acting with policies it published as it learned.
+    assert learner['actors'] == '2' and learner['run_id'].startswith('inverted_pendulum-')
+    for actor_id, versions in seen_versions.items():
+        assert rates.get(actor_id, 0.0) > 0.0, actor_id
+        assert len(versions) >= 3 and max(versions) > 10, (actor_id, versions)
+    assert 0.8 <= float(learner['update_to_data']) <= 1.0, learner
+
+    # The learner's checkpoint scores the same in ddpg-eval.
+    path = directory / f'checkpoint_{steps:09d}.pt'
+    assert eval_mean_return(ddpg_cli('ddpg-eval', '--checkpoint', str(path), '--episodes',
+                                     str(EVAL_EPISODES), '--seed', str(EVAL_SEED))) == score
+
+    assert launcher.stop() == 0, launcher.output()[-4000:]
+    assert pids and not any(pid_alive(int(pid)) for pid in pids.values())
+    assert len(pids) == 5
+    for name in ('progress.csv', 'learning_curve.png', 'best.pt'):
+        assert (directory / name).is_file(), name
+    assert list(directory.glob('events.out.tfevents.*')), 'no TensorBoard scalars'
