@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -419,3 +420,28 @@ def test_a_killed_learner_leaves_actors_acting_safely_and_a_restarted_one_contin
             assert np.array_equal(saved[key][:len(resumed[key])], resumed[key]), key
         assert len(np.unique(stored, axis=0)) == len(stored)
     assert 'refused_duplicate' not in after, after
+
+
+# Security
+
+
+def test_with_dds_security_enforced_a_node_fails_closed_never_unprotected(
+        ros_env: dict[str, str], tmp_path: Path) -> None:
+    """
+    ``ROS_SECURITY_ENABLE`` with an enclave that proves nothing: the learner must not start.
+
+    The pip Fast DDS has no security plugins, and says so; a Fast DDS with them refuses the
+    enclave's missing certificates. Either way nothing runs without protection.
+    """
+    keystore = tmp_path / 'keystore'
+    (keystore / 'enclaves' / 'fleet' / 'ddpg_learner').mkdir(parents=True)
+    env = {**ros_env, 'ROS_SECURITY_KEYSTORE': str(keystore), 'ROS_SECURITY_ENABLE': 'true',
+           'ROS_SECURITY_STRATEGY': 'Enforce'}
+    result = subprocess.run(
+        node_command('ddpg_learner_node', '--enclave', '/fleet/ddpg_learner',
+                     *ros_args(checkpoint_dir=tmp_path / 'learner', tensorboard=False)),
+        env=env, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and 'ready:' not in output, output[-2000:]
+    print('without plugins' if "doesn't have the security libraries" in output
+          else 'plugins present: the empty enclave was refused')
