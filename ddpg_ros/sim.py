@@ -150,6 +150,8 @@ class Simulation:
         after it matches the env's next ``reset()``.
     :param frame_skip: physics steps per control period; default the env's own, or 1 for an
         MJCF file. Changing it for an env id changes the control period.
+    :param timestep: the physics timestep in seconds; default the model's own. The control
+        period is ``timestep * frame_skip``.
     :param imu_site: the site whose sensors make the IMU (see ``sensors``); ``None`` or
         ``''`` for the first site carrying ``framequat``, ``gyro`` and ``accelerometer``.
     :raises ValueError: unknown env id, missing or invalid MJCF file, bad seed or frame_skip,
@@ -158,7 +160,7 @@ class Simulation:
 
     def __init__(
         self, model: str, seed: int | None = None, frame_skip: int | None = None,
-        imu_site: str | None = None,
+        imu_site: str | None = None, timestep: float | None = None,
     ) -> None:
         if frame_skip is not None and (isinstance(frame_skip, bool)
                                        or not isinstance(frame_skip, int) or frame_skip < 1):
@@ -181,6 +183,11 @@ class Simulation:
             self.env_id = model
 
         m = self.model
+        if timestep:
+            if not timestep > 0.0:
+                self.close()
+                raise ValueError(f'timestep must be > 0 s, got {timestep!r}')
+            m.opt.timestep = float(timestep)
         one_dof = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
         joints = [j for j in range(m.njnt) if int(m.jnt_type[j]) in one_dof]
         self.joint_names: tuple[str, ...] = tuple(

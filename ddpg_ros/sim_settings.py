@@ -46,6 +46,10 @@ class SimSettings:
         'description': 'publish sim time on /clock'})
     frame_skip: int = field(default=0, metadata={
         'description': "physics steps per control period; 0 = the model's own"})
+    timestep: float = field(default=0.0, metadata={
+        'description': "physics timestep, s; 0.0 = the model's own. The control period is "
+                       'timestep x frame_skip: a finer timestep with a larger frame_skip keeps '
+                       'it, for a robot whose physics runs faster than its policy'})
     state_rate: float = field(default=0.0, metadata={
         'description': 'realtime: Hz (sim time) of published states; 0.0 = one per control '
                        'period'})
@@ -63,6 +67,9 @@ class SimSettings:
         if self.frame_skip < 0:
             raise ValueError("frame_skip must be >= 0 (0 = the model's own), "
                              f'got {self.frame_skip}')
+        if not (math.isfinite(self.timestep) and self.timestep >= 0.0):
+            raise ValueError("timestep must be >= 0 s (0 = the model's own), "
+                             f'got {self.timestep}')
         if not (math.isfinite(self.state_rate) and self.state_rate >= 0.0):
             raise ValueError('state_rate must be >= 0 Hz (0 = one state per control period), '
                              f'got {self.state_rate}')

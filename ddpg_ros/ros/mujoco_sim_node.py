@@ -91,7 +91,8 @@ class MujocoSimNode(Node):
 
         self._sim = sim = Simulation(settings.model, seed=settings.seed,
                                      frame_skip=settings.frame_skip or None,
-                                     imu_site=settings.imu_site)
+                                     imu_site=settings.imu_site,
+                                     timestep=settings.timestep or None)
         try:
             self._interface = command_interface(sim.model, sim.actuator_names)
             self._pacing = pacing(settings, sim.model.opt.timestep, sim.frame_skip)

@@ -1,10 +1,12 @@
 """
 The messages ``mujoco_sim`` publishes for one simulated state, built from its samples.
 
-A state goes out as ``/clock`` first (an agent on sim time that reads its clock on a state
-sees that time), then every sensor topic (``odom``, ``root_pose``, ``contact_forces``,
-``imu``), then ``joint_states``, all stamped alike: an agent that acts once per robot step
-takes a step as complete when every source has a sample newer than the last step's.
+A state goes out as every sensor topic (``odom``, ``root_pose``, ``contact_forces``,
+``imu``), then ``joint_states``, then ``/clock``, all stamped alike: an agent that acts once
+per robot step takes a step as complete when every source has a sample newer than the last
+step's. ``/clock`` comes last because a timer on sim time fires when the clock reaches its
+period: published first, it would wake an agent's control timer before that instant's
+states, and the agent would act on the state one tick old.
 
 Odometry follows REP 105 (pose in ``odom``, twist in the root body's frame); the
 covariances are zeros, which ``nav_msgs`` and ``sensor_msgs`` read as "not known": a
@@ -141,14 +143,14 @@ class StatePublishers:
             this time (its value could not be read).
         """
         stamp = stamp_message(stamp_ns)
-        if self._clock is not None:
-            self._clock.publish(Clock(clock=stamp))
         for topic, build, publisher in self._sensors:
             sample = samples.get(topic)
             if sample is not None:
                 publisher.publish(build(sample, stamp))
         self._joint_states.publish(
             joint_state_message(self._joint_names, position, velocity, effort, stamp))
+        if self._clock is not None:
+            self._clock.publish(Clock(clock=stamp))
 
 
 __all__ = ['SENSOR_MESSAGES', 'StatePublishers', 'array_message', 'imu_message',
