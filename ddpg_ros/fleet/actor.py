@@ -139,20 +139,24 @@ class RemoteTraining:
         self._send: Callable[[WireMessage], None] | None = None
         self._present: Callable[[], bool] = lambda: True
         self._drain: Callable[[], Any] = lambda: None
+        self._disconnect: Callable[[], Any] = lambda: None
         self._thread = threading.Thread(target=self._run, name='remote_learner', daemon=True)
 
     # Wiring
 
     def connect(self, send: Callable[[WireMessage], None], present: Callable[[], bool],
-                drain: Callable[[], Any] = lambda: None) -> None:
+                drain: Callable[[], Any] = lambda: None,
+                disconnect: Callable[[], Any] = lambda: None) -> None:
         """
         Start the worker thread with the means to reach the learner.
 
         :param send: publishes one transition batch (called from the worker thread).
         :param present: whether a learner subscribes to the batches now.
         :param drain: waits until what was sent is delivered (at exit).
+        :param disconnect: releases the means, last thing at exit.
         """
         self._send, self._present, self._drain = send, present, drain
+        self._disconnect = disconnect
         self._thread.start()
 
     def offer_policy(self, data: Any, data_offset: int, dims: Any = ()) -> None:
@@ -361,6 +365,7 @@ class RemoteTraining:
                 self._drain()
             except Exception as exc:  # the context may already be gone
                 log(f'transition batches not acknowledged: {exc}')
+        self._disconnect()
 
     def diagnostic_values(self, env_steps: int) -> dict[str, str]:
         """Return the remote learner's part of ``/diagnostics``, as this actor sees it."""
