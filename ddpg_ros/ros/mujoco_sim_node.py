@@ -1,30 +1,21 @@
 """
 The ``mujoco_sim`` node: a MuJoCo simulation standing in for a robot.
 
-It speaks the robot's side of the contract: ``joint_states`` and ``/clock`` out with every
-state; for a model whose root body floats free also ``odom`` (``nav_msgs/Odometry``),
-``root_pose`` (``geometry_msgs/PoseStamped``) and ``contact_forces``
-(``std_msgs/Float64MultiArray``); for a model with an IMU site ``imu``
-(``sensor_msgs/Imu``), all stamped alike (:mod:`ddpg_ros.ros.sim_publishers`). Commands come
-in on the topic of the model's actuators, one value per actuator, as ros2_control's forward
-command controllers take them: motors on ``effort_controller/commands``, position servos on
-``position_controller/commands``, velocity servos on ``velocity_controller/commands``
-(:func:`ddpg_ros.sim.command_interface`). ``~/reset`` starts a new seeded episode,
-``/diagnostics`` reports once a second, and ``~/image`` carries pictures at ``image_rate``,
-rendered from a copy of the state in a thread of their own (:mod:`ddpg_ros.rendering`).
+It publishes what a robot's broadcasters would, all stamped alike with sim time
+(:mod:`ddpg_ros.ros.sim_publishers`): ``joint_states``; ``odom``, ``root_pose`` and
+``contact_forces`` for a free-floating root; ``imu`` for a model with an IMU site; then
+``/clock``. Commands come in on the topic of the model's actuator kind, as ros2_control's
+forward command controllers take them (:func:`ddpg_ros.sim.command_interface`). ``~/reset``
+starts a new seeded episode, ``/diagnostics`` reports once a second, ``~/image`` carries
+pictures at ``image_rate`` (:mod:`ddpg_ros.rendering`).
 
-``lockstep`` mode advances exactly one control period per command and then publishes the new
-state, so the agent sets the pace. ``realtime`` mode advances on the wall clock, publishing
-``state_rate`` states per sim second and running ``real_time_factor`` times faster than the
-wall clock (:mod:`ddpg_ros.sim_settings`); it holds the last command, and applies zero once
-no command has come for ``command_timeout`` seconds of sim time, as a robot's safety
-watchdog would.
+``lockstep`` advances one control period per command, then publishes, so the agent sets the
+pace. ``realtime`` advances on the wall clock at ``state_rate`` states per sim second and
+``real_time_factor`` times the wall clock's speed (:mod:`ddpg_ros.sim_settings`), holding
+the last command and applying zero after ``command_timeout`` s of sim time without one.
 
-Time: stamps and ``/clock`` count simulated time since the node started. A reset does not
-rewind them (``/clock`` going backwards upsets every node that uses sim time); it advances
-them by one tick instead. So every new state carries a strictly later stamp than the one
-before it, and a state that lockstep re-publishes while it waits carries its original stamp:
-that is how a subscriber tells a repeat from a new state.
+Stamps never go back: a reset advances them by one tick, so every new state is strictly
+later than the one before, and a state lockstep re-sends carries its original stamp.
 """
 
 from __future__ import annotations
