@@ -6,6 +6,7 @@ write your own task.
 """
 
 from ddpg_ros.tasks.ant import Ant, AntOnRobot
+from ddpg_ros.tasks.balancer import Balancer
 from ddpg_ros.tasks.base import RobotState, Task, validate_task
 from ddpg_ros.tasks.half_cheetah import HalfCheetah
 from ddpg_ros.tasks.hopper import Hopper
@@ -18,6 +19,7 @@ __all__ = [
     'Ant',
     'AntOnRobot',
     'ArraySample',
+    'Balancer',
     'BUILTIN_TASKS',
     'COMMAND_INTERFACES',
     'ImuSample',

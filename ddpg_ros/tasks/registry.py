@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 
 from ddpg_ros.tasks.ant import Ant
+from ddpg_ros.tasks.balancer import Balancer
 from ddpg_ros.tasks.base import Task, validate_task
 from ddpg_ros.tasks.half_cheetah import HalfCheetah
 from ddpg_ros.tasks.hopper import Hopper
 from ddpg_ros.tasks.inverted_pendulum import InvertedPendulum
 
 BUILTIN_TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (InvertedPendulum, HalfCheetah, Hopper, Ant)
+    task.name: task for task in (InvertedPendulum, HalfCheetah, Hopper, Ant, Balancer)
 }
 """Built-in tasks by name; those with an ``env_id`` reproduce that Gymnasium env exactly."""
 
