@@ -3,6 +3,7 @@
 import sys
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 
@@ -10,7 +11,8 @@ from ddpg_ros.sim import Simulation
 from ddpg_ros.sim_sensors import SimSensors
 from ddpg_ros.tasks import (AntOnRobot, Hopper, RobotState, Task, available_tasks, make_task,
                             task_for_env_id, validate_task)
-from ddpg_ros.tasks.examples import MODEL_PATH, ReachTarget
+from ddpg_ros.tasks.examples import MODEL_PATH, ReachPoint, ReachTarget
+from ddpg_ros.tasks.sources import PoseSample
 
 BUILTINS = [('inverted_pendulum', 'InvertedPendulum-v5'),
             ('half_cheetah', 'HalfCheetah-v5'),
@@ -186,6 +188,61 @@ def test_reach_target_example_runs_on_its_model() -> None:
         rewards.append(task.reward(previous, action, state))
         assert not task.terminated(state)
     assert np.abs(task.observation(state)[4:]).max() < 0.05 < first_error
+    assert rewards[-1] > rewards[0]
+
+
+def test_reach_point_fingertip_is_the_models_fingertip() -> None:
+    sim = Simulation(MODEL_PATH, seed=0)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        sim.data.qpos[:] = rng.uniform(-2.5, 2.5, size=2)
+        mujoco.mj_forward(sim.model, sim.data)
+        np.testing.assert_allclose(ReachPoint.fingertip(sim.data.qpos),
+                                   sim.data.site('fingertip').xpos[:2], atol=1e-12)
+    sim.close()
+
+
+def test_reach_point_reads_an_optional_goal_from_a_second_source() -> None:
+    task = make_task('ddpg_ros.tasks.examples:ReachPoint')
+    assert [(s.name, s.kind, s.required) for s in task.sources] == [
+        ('joint_states', 'joint_state', True), ('goal', 'pose', False)]
+    straight = RobotState([0.0, 0.0], [0.0, 0.0], [0.0, 0.0], 0.0)
+    # No goal yet: the default one (0.3, 0.3), from a fingertip at (0.55, 0).
+    np.testing.assert_allclose(task.observation(straight)[4:], [-0.25, 0.3])
+    goal = PoseSample([0.55, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0], 'base', 0.0)
+    at_goal = RobotState([0.0, 0.0], [0.0, 0.0], [0.0, 0.0], 0.0, {'goal': goal})
+    np.testing.assert_allclose(task.observation(at_goal)[4:], [0.0, 0.0], atol=1e-15)
+    assert task.reward(at_goal, np.zeros(2), at_goal) == 0.0
+    assert task.reward(straight, np.zeros(2), straight) == pytest.approx(-(0.25 ** 2 + 0.09))
+
+
+def test_reach_point_rewards_chasing_the_published_goal() -> None:
+    task = ReachPoint()
+    sim = Simulation(MODEL_PATH, seed=0)
+    goal = PoseSample([-0.1, 0.4, 0.0], [0.0, 0.0, 0.0, 1.0], 'base', 0.0)
+
+    def read() -> RobotState:
+        joints = read_state(sim, task)
+        return RobotState(joints.position, joints.velocity, joints.effort, joints.stamp,
+                          {'goal': goal})
+
+    state = read()
+    rewards = []
+    for _ in range(task.max_episode_steps):
+        # Jacobian-transpose control with damping stands in for a trained policy.
+        shoulder, elbow = state.position
+        jacobian = np.array([
+            [-0.3 * np.sin(shoulder) - 0.25 * np.sin(shoulder + elbow),
+             -0.25 * np.sin(shoulder + elbow)],
+            [0.3 * np.cos(shoulder) + 0.25 * np.cos(shoulder + elbow),
+             0.25 * np.cos(shoulder + elbow)]])
+        action = np.clip(20.0 * jacobian.T @ task.observation(state)[4:] - state.velocity,
+                         task.action_low, task.action_high)
+        sim.step(action)
+        previous, state = state, read()
+        rewards.append(task.reward(previous, action, state))
+    sim.close()
+    assert np.linalg.norm(task.observation(state)[4:]) < 0.02
     assert rewards[-1] > rewards[0]
 
 
