@@ -42,7 +42,24 @@ def _is_mjcf_path(model: str) -> bool:
     return model.lower().endswith('.xml') or os.path.isfile(model)
 
 
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def resolve_model_path(path: str) -> str:
+    """
+    Return ``path``, or the package's own model it names (``ddpg_ros/models/<file>.xml``).
+
+    Parameter files name the bundled models relative to the package, so that they work from
+    a source checkout, a pip install and a colcon install alike.
+    """
+    if os.path.isfile(path) or os.path.isabs(path):
+        return path
+    bundled = os.path.join(_PACKAGE_PARENT, path)
+    return bundled if os.path.isfile(bundled) else path
+
+
 def _load_mjcf(path: str) -> mujoco.MjModel:
+    path = resolve_model_path(path)
     if not os.path.isfile(path):
         raise ValueError(f'MJCF file not found: {path}')
     route_mujoco_warnings()

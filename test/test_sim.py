@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -359,3 +360,17 @@ def test_an_imu_site_that_cannot_be_read_is_refused_in_one_line(
     with pytest.raises(ValueError, match=message) as info:
         Simulation(str(path), imu_site=site)
     assert '\n' not in str(info.value)
+
+
+def test_a_bundled_model_is_found_by_its_package_path_from_any_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Parameter files name bundled models as ddpg_ros/models/<file>.xml; an installed
+    # package has no such path below the user's working directory.
+    monkeypatch.chdir(tmp_path)
+    sim = Simulation('ddpg_ros/models/balancer.xml')
+    try:
+        assert sim.joint_names == ('left_wheel', 'right_wheel')
+    finally:
+        sim.close()
+    with pytest.raises(ValueError, match='MJCF file not found: ddpg_ros/models/nope.xml'):
+        Simulation('ddpg_ros/models/nope.xml')
