@@ -127,7 +127,15 @@ class ReplayBuffer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the stored transitions to an ``.npz`` file atomically (no pickle)."""
-        path = Path(path)
+        return write_snapshot(path, self.snapshot())
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """
+        Return a copy of the stored transitions, oldest first, as :meth:`save` writes them.
+
+        With :func:`write_snapshot`, a caller can take the copy at a moment of its choosing
+        (with other state that must match it) and write it to disk later.
+        """
         with self._lock:
             n, pos = self.size, self.position
             # Unroll the ring so that row 0 is the oldest transition.
@@ -135,14 +143,7 @@ class ReplayBuffer:
             columns = {k: v[order] for k, v in self._columns().items()}
             meta = np.array([self.capacity, self.obs_dim, self.action_dim, self.total_added],
                             dtype=np.int64)
-        tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-        with open(tmp, 'wb') as f:
-            np.savez(f, meta=meta, **columns)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-        return path
+        return {'meta': meta, **columns}
 
     def load(self, path: str | os.PathLike) -> None:
         """Replace the contents with an ``.npz`` written by :meth:`save`."""
@@ -161,6 +162,19 @@ class ReplayBuffer:
             self.size = keep
             self.position = keep % self.capacity
             self.total_added = total_added
+
+
+def write_snapshot(path: str | os.PathLike, snapshot: dict[str, np.ndarray]) -> Path:
+    """Write a :meth:`ReplayBuffer.snapshot` to an ``.npz`` file atomically (no pickle)."""
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
+    with open(tmp, 'wb') as f:
+        np.savez(f, **snapshot)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
 
 
 def _fsync_dir(directory: Path) -> None:

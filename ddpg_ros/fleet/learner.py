@@ -47,7 +47,7 @@ from ddpg_ros.fleet.wire import (TransitionBatch, WireError, WireMessage, decode
                                  encode_policy)
 from ddpg_ros.learner import BackgroundLearner
 from ddpg_ros.networks import Actor
-from ddpg_ros.replay_buffer import ReplayBuffer
+from ddpg_ros.replay_buffer import ReplayBuffer, write_snapshot
 from ddpg_ros.run_log import BackgroundRunLog, prepare_output_dir
 from ddpg_ros.tasks import Task
 
@@ -343,16 +343,19 @@ class FleetLearner:
                 raise ValueError('the weights are not finite; refusing to save them')
             rotation = self.rotation
             # One moment for the buffer, the counters and the ledger: whatever a resume
-            # refuses as already stored is exactly what this buffer holds.
+            # refuses as already stored is exactly what this buffer holds. Only the copy is
+            # taken under the lock; the disk write does not hold up ingest.
             with self._ingest_lock:
                 counters = {'env_steps': self.transitions, 'episodes': self.episodes}
                 actors = self.ledger.state()
                 recent = list(self.recent_returns)
                 path = rotation.path(self.transitions)
-                rotation.directory.mkdir(parents=True, exist_ok=True)
-                if self.settings.save_buffer:
-                    self.buffer.save(path.with_suffix('.npz'))
+                buffer = self.buffer.snapshot() if self.settings.save_buffer else None
                 random = random_states({'replay': self.buffer.rng})
+            rotation.directory.mkdir(parents=True, exist_ok=True)
+            if buffer is not None:
+                # The buffer first: a checkpoint that exists always has its buffer beside it.
+                write_snapshot(path.with_suffix('.npz'), buffer)
             mean = float(np.mean(recent)) if recent else None
             improves = rotation.improves(mean)
             extra = {'task': self.task.name, 'run_id': self.run_id,
