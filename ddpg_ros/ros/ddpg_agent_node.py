@@ -12,7 +12,6 @@ background thread or in a remote ``ddpg_learner`` (``learner: remote``). See DES
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import threading
 import time
@@ -21,13 +20,11 @@ from typing import Any
 
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from std_msgs.msg import Float64
 from std_srvs.srv import SetBool, Trigger
 
-from ddpg_ros.config import DDPGConfig, field_docs
+from ddpg_ros.config import DDPGConfig
 from ddpg_ros.control.episodes import Episodes
 from ddpg_ros.control.loop import ControlLoop, LoopActions
 from ddpg_ros.control.safety import CommandFilter, SafeCommand
@@ -40,6 +37,7 @@ from ddpg_ros.ros.agent_status import AgentStatus, LatencyWindow, progress_line,
 from ddpg_ros.ros.episode_reset import EpisodeReset, steady_clock
 from ddpg_ros.ros.interfaces import (CommandPublisher, message_type, sample_reader,
                                      source_topic_problems)
+from ddpg_ros.ros.parameters import declare_fields
 from ddpg_ros.ros.qos import DIAGNOSTICS_QOS, STATE_QOS
 from ddpg_ros.ros.remote_actor import make_policy
 from ddpg_ros.ros.spin import spin_until_stopped
@@ -68,7 +66,7 @@ class DDPGAgentNode(Node):
 
     def __init__(self, **node_options: Any) -> None:
         super().__init__(NODE_NAME, **node_options)
-        settings = AgentSettings(**self._declare_fields(AgentSettings, AgentSettings()))
+        settings = AgentSettings(**declare_fields(self, AgentSettings, AgentSettings()))
         self.settings = settings
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
@@ -76,7 +74,7 @@ class DDPGAgentNode(Node):
         interface = settings.command_interface or task.command_interface
         check_command_interface(task, interface)
         preset_name, preset = resolve_preset(settings.preset, task)
-        config = DDPGConfig(**self._declare_fields(DDPGConfig, DDPGConfig(**preset)))
+        config = DDPGConfig(**declare_fields(self, DDPGConfig, DDPGConfig(**preset)))
         log = self.get_logger()
         log.info(preset_report(preset_name, preset, config))
         period = 1.0 / settings.control_rate if settings.control_rate else task.control_dt
@@ -133,21 +131,6 @@ class DDPGAgentNode(Node):
             # ROS time: under use_sim_time the control loop follows /clock.
             self.create_timer(period, self.loop.on_tick)
         log.info(ready_line(self))
-
-    def _declare_fields(self, cls: type, defaults: Any) -> dict[str, Any]:
-        """Declare a read-only parameter per dataclass field (default, docstring); values."""
-        docs = field_docs(cls)
-        values = {}
-        for f in dataclasses.fields(cls):
-            default = getattr(defaults, f.name)
-            default = list(default) if isinstance(default, tuple) else default
-            # An empty list says nothing of its element type, and rclpy would guess wrong.
-            declared = Parameter.Type.DOUBLE_ARRAY if default == [] else default
-            # Read-only: the core is built from these once; a later change would lie.
-            descriptor = ParameterDescriptor(description=docs.get(f.name, ''), read_only=True)
-            value = self.declare_parameter(f.name, declared, descriptor).value
-            values[f.name] = default if value is None else value
-        return values
 
     @property
     def env_steps(self) -> int:

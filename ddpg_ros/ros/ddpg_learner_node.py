@@ -30,8 +30,9 @@ from ddpg_ros.fleet.learner import FleetLearner
 from ddpg_ros.fleet.settings import LearnerSettings
 from ddpg_ros.fleet.wire import WireError
 from ddpg_ros.ros.episode_reset import steady_clock
+from ddpg_ros.ros.parameters import declare_fields
 from ddpg_ros.ros.fleet_messages import (LEARNER_NAME, POLICY_QOS, TRANSITIONS_QOS,
-                                         declare_fields, message_parts, to_message)
+                                         message_parts, to_message)
 from ddpg_ros.ros.qos import DIAGNOSTICS_QOS
 from ddpg_ros.ros.spin import spin_until_stopped
 from ddpg_ros.tasks import make_task

@@ -9,16 +9,11 @@ wire module reads with ``np.frombuffer``.
 from __future__ import annotations
 
 import array
-import dataclasses
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import MultiArrayDimension, UInt8MultiArray
 
-from ddpg_ros.config import field_docs
 from ddpg_ros.fleet.wire import WireMessage
 
 LEARNER_NAME = 'ddpg_learner'
@@ -66,24 +61,5 @@ def message_parts(msg: UInt8MultiArray) -> tuple[Any, int, list[tuple[str, int, 
             [(dim.label, int(dim.size), int(dim.stride)) for dim in msg.layout.dim])
 
 
-def declare_fields(node: Node, cls: type, defaults: Any) -> dict[str, Any]:
-    """
-    Declare a read-only parameter per dataclass field (default, docstring); return the values.
-
-    Read-only: the core is built from these once; a later change would lie.
-    """
-    docs = field_docs(cls)
-    values = {}
-    for f in dataclasses.fields(cls):
-        default = getattr(defaults, f.name)
-        default = list(default) if isinstance(default, tuple) else default
-        # An empty list says nothing of its element type, and rclpy would guess wrong.
-        declared = Parameter.Type.DOUBLE_ARRAY if default == [] else default
-        descriptor = ParameterDescriptor(description=docs.get(f.name, ''), read_only=True)
-        value = node.declare_parameter(f.name, declared, descriptor).value
-        values[f.name] = default if value is None else value
-    return values
-
-
 __all__ = ['LEARNER_NAME', 'POLICY_QOS', 'POLICY_TOPIC', 'TRANSITIONS_QOS',
-           'TRANSITIONS_TOPIC', 'declare_fields', 'message_parts', 'to_message']
+           'TRANSITIONS_TOPIC', 'message_parts', 'to_message']
