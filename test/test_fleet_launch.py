@@ -207,8 +207,9 @@ def test_two_robots_teach_one_learner_the_pendulum_through_ddpg_launch(
             values = {kv.key: kv.value for kv in status.values}
             # Both actors are 'ddpg_agent: agent'; their actor ids tell them apart.
             name = status.name
-            statuses[f'agent {values.get("actor_id")}' if name == 'ddpg_agent: agent' else name] = \
-                values
+            if name == 'ddpg_agent: agent':
+                name = f'agent {values.get("actor_id")}'
+            statuses[name] = values
 
     ros_node.node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics,
                                       DIAGNOSTICS_QOS)

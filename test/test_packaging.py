@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTABLES = ('mujoco_sim', 'ddpg_agent', 'ddpg_learner', 'ddpg-train', 'ddpg-eval', 'ddpg-launch')
+EXECUTABLES = ('mujoco_sim', 'ddpg_agent', 'ddpg_learner', 'ddpg-train', 'ddpg-eval',
+               'ddpg-launch')
 
 
 def test_package_xml_is_format_3_ament_python() -> None:
