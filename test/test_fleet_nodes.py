@@ -372,9 +372,15 @@ def test_a_killed_learner_leaves_actors_acting_safely_and_a_restarted_one_contin
     going_on = commands_since(fleet, 'robot_0', lost_from)
     assert len(going_on) > 20, 'robot_0 stopped acting without its learner'
     assert any(abs(c[0]) > 1e-6 for c in going_on), 'robot_0 sends only safe commands'
-    # robot_1 (safe): the safe command only, until a policy arrives.
-    held = commands_since(fleet, 'robot_1', lost_from)
-    assert held and all(np.array_equal(c, [0.0]) for c in held), held[:5]
+    # robot_1 (safe): once it notices (learner_timeout, plus a loaded machine's slack), the
+    # safe command only, until a policy arrives.
+    after_kill = [(t, c) for t, c in fleet.commands['robot_1'] if t >= killed]
+    first_safe = next((i for i, (_, c) in enumerate(after_kill) if np.array_equal(c, [0.0])),
+                      None)
+    assert first_safe is not None, 'robot_1 never sent the safe command'
+    assert after_kill[first_safe][0] - killed <= 1.0 + 2.0, after_kill[first_safe][0] - killed
+    held = [c for _, c in after_kill[first_safe:]]
+    assert all(np.array_equal(c, [0.0]) for c in held), held[:5]
     status_0 = fleet.agent_status('robot_0')
     assert status_0['learner_lost'] == 'True' and int(status_0['transitions_queued']) > 0
 
