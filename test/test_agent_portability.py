@@ -1,11 +1,13 @@
 """
 Checkpoints travel between ddpg-train and ddpg_agent.
 
-A policy trained in Gymnasium, deployed by ddpg_agent against mujoco_sim, gets exactly the
-return ddpg-eval reports.
+A policy trained in Gymnasium, deployed by ddpg_agent against mujoco_sim in lockstep, gets
+exactly the return ddpg-eval reports; deployed on the agent's control timer against the sim
+in real time, it balances full episodes.
 
-Budget: ``ddpg-train`` runs 25,000 steps on InvertedPendulum-v5 (about 50 s here) and keeps
-the best evaluation's checkpoint, solved from about 17,000 steps on.
+Budget: ``ddpg-train`` runs 25,000 steps on InvertedPendulum-v5 (about 60 s here) and keeps
+the best evaluation's checkpoint, solved from about 17,000 steps on. The realtime deploy
+takes two 40 s episodes.
 """
 
 from __future__ import annotations
@@ -58,3 +60,25 @@ def test_ddpg_train_checkpoint_deploys_through_ros_with_the_ddpg_eval_return(
         ros_processes.processes[-1].output()[-3000:]
     assert listener.returns[0] == expected == SOLVED
     assert listener.returns[1] == SOLVED
+
+
+
+def test_ddpg_train_checkpoint_balances_on_the_agent_timer_against_a_realtime_sim(
+        ros_processes: ProcessGroup, ros_node: RosTestNode, gym_checkpoint: Path) -> None:
+    # Shaped like a real robot: the sim runs in real time at 100 Hz physics and publishes
+    # every physics step (4x the policy's 25 Hz), and the agent acts on its own timer, not
+    # per state message. The policy never saw either: it was trained in Gymnasium lockstep.
+    listener = AgentListener(ros_node)
+    ros_processes.start(node_command(
+        'mujoco_sim_node', '-p', 'seed:=3', '-p', 'mode:=realtime', '-p', 'timestep:=0.01',
+        '-p', 'state_rate:=100.0'), name='mujoco_sim')
+    agent = ros_processes.start(agent_command(
+        mode='deploy', task='inverted_pendulum', load_checkpoint=gym_checkpoint,
+        control_rate=25.0, use_sim_time=True), name='ddpg_agent')
+    # The pendulum falls before the agent is up; every episode after that first one starts
+    # from the sim's reset under the agent's control and lasts 40 s when it balances.
+    assert ros_node.spin_until(lambda: SOLVED in listener.returns[1:]
+                               or len(listener.returns) >= 4, START_TIMEOUT + 180.0), \
+        (listener.returns, agent.output()[-3000:])
+    assert SOLVED in listener.returns[1:], (listener.returns, agent.output()[-3000:])
+    assert 'control_rate 25 Hz' in agent.output()
