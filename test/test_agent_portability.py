@@ -62,7 +62,6 @@ def test_ddpg_train_checkpoint_deploys_through_ros_with_the_ddpg_eval_return(
     assert listener.returns[1] == SOLVED
 
 
-
 def test_ddpg_train_checkpoint_balances_on_the_agent_timer_against_a_realtime_sim(
         ros_processes: ProcessGroup, ros_node: RosTestNode, gym_checkpoint: Path) -> None:
     # Shaped like a real robot: the sim runs in real time at 100 Hz physics and publishes
