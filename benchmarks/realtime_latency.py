@@ -5,6 +5,7 @@ Rerun (about 2 minutes on 2 idle cores)::
 
     . .venv/bin/activate
     python benchmarks/realtime_latency.py --window 60
+    python benchmarks/realtime_latency.py --window 60 --learner remote
 
 What runs, in one ROS domain claimed with ``test/conftest.py``'s ``claim_domain_id`` and
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``; every process started here is ended by its pid:
@@ -19,6 +20,12 @@ What runs, in one ROS domain claimed with ``test/conftest.py``'s ``claim_domain_
   updates_per_step:=0.0`` (free-running learner, as on a real robot) and a small
   ``learning_starts`` (default 500 steps, 5 s), so the learner trains flat out during the whole
   measurement; default nets 256-256, batch 256, ``torch_threads:=1``, CPU.
+* With ``--learner remote``: ``python -m ddpg_ros.ros.ddpg_learner_node`` with the same
+  learner settings trains flat out in a process of its own, and the agent runs with
+  ``learner:=remote`` (it acts with the newest published policy and sends its transitions):
+  the control loop no longer shares an interpreter with the gradient updates.
+  ``--learner-cpu N`` also runs the learner alone on CPU ``N`` and the rest on the other CPUs,
+  the nearest this machine gets to a learner on a workstation of its own.
 * This process is the observer, a third process: it subscribes to ``joint_states``,
   ``effort_controller/commands``, ``ddpg_agent/episode_return`` and ``/diagnostics`` and keeps
   each message's rmw ``source_timestamp`` (when the writer published) and
@@ -59,6 +66,7 @@ from ros_processes import (DiagnosticsObserver, claim_domain_id, cpu_seconds, re
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+LEARNER_WHERE = {'local': "in the agent's process", 'remote': 'a ddpg_learner process'}
 RESET_MARGIN = (-0.02, 0.1)
 """Seconds around an episode end in which a missed period is by design."""
 
@@ -85,6 +93,14 @@ class Observer(DiagnosticsObserver):
                                       lambda m, i: self._keep('command', i), COMMAND_QOS)
         self.node.create_subscription(Float64, 'ddpg_agent/episode_return',
                                       lambda m, i: self._keep('episode', i), 10)
+        self.records['learner'] = []
+
+    def _on_diagnostics(self, msg) -> None:
+        super()._on_diagnostics(msg)
+        for status in msg.status:
+            if status.name == 'ddpg_learner: learner':
+                self.records['learner'].append({**self.annotate(),
+                                                **{kv.key: kv.value for kv in status.values}})
 
     def annotate(self) -> dict:
         return {'recording': self.recording}
@@ -172,8 +188,8 @@ def markdown(report: dict) -> str:
         f'Sim: {a["model"]} realtime, frame_skip {a["frame_skip"]} -> control period '
         f'{d["sim_control_dt"]} s, state_rate {a["state_rate"]:g} Hz (0 = once per period); '
         f'agent: control_rate {a["control_rate"]:g} Hz (0 = a command per state), task '
-        f'{a["task"]}, train, updates_per_step 0.0 '
-        f'(free-running learner), learning_starts {a["learning_starts"]}, hidden_sizes '
+        f'{a["task"]}, train, learner {LEARNER_WHERE[a["learner"]]}, updates_per_step 0.0 '
+        f'(free-running), learning_starts {a["learning_starts"]}, hidden_sizes '
         f'{a["hidden_sizes"]}, batch {a["batch_size"]}, torch_threads {a["torch_threads"]}, '
         f'CPU; window {a["window"]} s after {a["settle"]} s settling.',
         '',
@@ -204,13 +220,14 @@ def markdown(report: dict) -> str:
         f'Agent `/diagnostics` (median over the window): action_latency p50 '
         f'{d["agent_action_latency_p50_ms"]:.3f} ms, p99 {d["agent_action_latency_p99_ms"]:.3f}'
         f' ms; learner {d["agent_updates_per_s"]:.0f} updates/s '
-        f'({d["agent_updates_in_window"]} updates in the window). Sim: '
+        f'({d["agent_updates_in_window"]} updates in the window, {a["learner"]}). Sim: '
         f'{d["sim_steps_per_s"]:.1f} steps/s, real-time factor {d["sim_real_time_factor"]:.3f},'
         f' command timeouts {d["sim_command_timeouts_in_window"]}. State interval p50 / p99 / '
         f'max {pub["state_interval_p50_ms"]:.2f} / {pub["state_interval_p99_ms"]:.2f} / '
         f'{pub["state_interval_max_ms"]:.2f} ms. CPU over the window: sim '
-        f'{r["cpu_sim_pct"]:.0f}%, agent {r["cpu_agent_pct"]:.0f}%, observer '
-        f'{r["cpu_observer_pct"]:.0f}%.',
+        f'{r["cpu_sim_pct"]:.0f}%, agent {r["cpu_agent_pct"]:.0f}%, '
+        + (f'learner {r["cpu_learner_pct"]:.0f}%, ' if 'cpu_learner_pct' in r else '')
+        + f'observer {r["cpu_observer_pct"]:.0f}%.',
     ]
     return '\n'.join(rows) + '\n'
 
@@ -235,10 +252,25 @@ def main() -> int:
     parser.add_argument('--floor-repeats', type=int, default=1,
                         help='bare rclpy round-trip measurements in the same run')
     parser.add_argument('--round-trips', type=int, default=2000)
+    parser.add_argument('--learner', choices=sorted(LEARNER_WHERE), default='local',
+                        help="local: the agent's own learner thread; remote: a ddpg_learner "
+                             "process, the agent with learner:=remote")
+    parser.add_argument('--learner-cpu', type=int, default=None,
+                        help='with --learner remote: run the learner on this CPU alone and '
+                             'everything else on the other CPUs, as if it had a machine '
+                             'of its own')
     parser.add_argument('--out-dir', type=Path, default=HERE / 'results')
     parser.add_argument('--name', default='realtime_latency',
                         help='output file stem under --out-dir')
     args = parser.parse_args()
+    if args.learner_cpu is not None:
+        if args.learner != 'remote':
+            parser.error('--learner-cpu needs --learner remote')
+        others = os.sched_getaffinity(0) - {args.learner_cpu}
+        if args.learner_cpu not in os.sched_getaffinity(0) or not others:
+            parser.error(f'--learner-cpu {args.learner_cpu}: not one of this process\'s CPUs '
+                         f'{sorted(os.sched_getaffinity(0))}, or the only one')
+        os.sched_setaffinity(0, others)  # this process, the floor, the sim and the agent
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.pop('ROS_LOCALHOST_ONLY', None)
     log_dir = Path(tempfile.mkdtemp(prefix='realtime_latency_'))
@@ -261,33 +293,60 @@ def main() -> int:
                  '-p', f'torch_threads:={args.torch_threads}', '-p', 'total_steps:=0',
                  '-p', 'reset_service:=mujoco_sim/reset', '-p', 'device:=cpu',
                  '-p', f'control_rate:={args.control_rate}']
-    report['node_commands'] = {'sim': ' '.join(sim_cmd[1:]), 'agent': ' '.join(agent_cmd[1:])}
+    learner_cmd = []
+    if args.learner == 'remote':
+        pin = [] if args.learner_cpu is None else ['taskset', '-c', str(args.learner_cpu)]
+        learner_cmd = [*pin, sys.executable, '-m', 'ddpg_ros.ros.ddpg_learner_node',
+                       '--ros-args',
+                       '-p', f'task:={args.task}', '-p', f'seed:={args.seed}',
+                       '-p', f'checkpoint_dir:={log_dir / "learner"}',
+                       '-p', 'checkpoint_every:=0', '-p', 'log_every:=0',
+                       '-p', 'tensorboard:=false',
+                       '-p', f'learning_starts:={args.learning_starts}',
+                       '-p', 'updates_per_step:=0.0', '-p', f'hidden_sizes:={hidden}',
+                       '-p', f'batch_size:={args.batch_size}',
+                       '-p', f'buffer_size:={args.buffer_size}',
+                       '-p', f'torch_threads:={args.torch_threads}', '-p', 'device:=cpu',
+                       '-p', f'control_rate:={args.control_rate}']
+        agent_cmd += ['-p', 'learner:=remote']
+    report['node_commands'] = {'sim': ' '.join(sim_cmd[1:]), 'agent': ' '.join(agent_cmd[1:]),
+                               'learner': ' '.join(learner_cmd[1:])}
     with claim_domain_id() as domain_id:
         report['ros_domain_id'] = domain_id
         env = ros_env(domain_id)
         floor = measure_floor(args, env, log_dir)
         observer = Observer(domain_id)
+        learner = start(learner_cmd, env, log_dir / 'ddpg_learner.log') if learner_cmd else None
         sim = start(sim_cmd, env, log_dir / 'mujoco_sim.log')
         agent = start(agent_cmd, env, log_dir / 'ddpg_agent.log')
+        pids = [sim.pid, agent.pid, os.getpid()] + ([learner.pid] if learner else [])
+        learning = 'learner' if learner else 'agent'
+
+        def updates() -> int:
+            rows = observer.records[learning]
+            return int(rows[-1].get('updates', 0) or 0) if rows else 0
+
         try:
-            if not observer.spin_until(
-                    lambda: int(observer.latest('agent').get('updates', 0) or 0) > 0, 300.0):
+            if not observer.spin_until(lambda: updates() > 0, 300.0):
                 raise RuntimeError('the learner did not start in 300 s; last diagnostics: '
-                                   f'{observer.latest("agent")}')
+                                   f'{observer.records[learning][-1:]}')
             observer.spin_for(args.settle)
-            cpu0 = [cpu_seconds(p) for p in (sim.pid, agent.pid, os.getpid())]
+            cpu0 = [cpu_seconds(p) for p in pids]
             t0 = time.monotonic()
             observer.recording = True
             observer.spin_for(args.window)
             observer.recording = False
             t1 = time.monotonic()
-            cpu1 = [cpu_seconds(p) for p in (sim.pid, agent.pid, os.getpid())]
+            cpu1 = [cpu_seconds(p) for p in pids]
         finally:
             report['exit_status'] = {'agent': stop(agent), 'sim': stop(sim)}
+            if learner:
+                report['exit_status']['learner'] = stop(learner)
             observer.close()
     report['uptime_after'] = uptime()
     times = observer.times
     agent_rows = [r for r in observer.records['agent'] if r['recording']]
+    learner_rows = [r for r in observer.records[learning] if r['recording']]
     sim_rows = [r for r in observer.records['sim'] if r['recording']]
     cpu = [100 * (b - a) / (t1 - t0) for a, b in zip(cpu0, cpu1)]
     result = {
@@ -301,9 +360,10 @@ def main() -> int:
             'agent_action_latency_p99_ms': med(agent_rows, 'action_latency_p99_ms'),
             'agent_action_latency_p99_ms_max': max(
                 (float(r['action_latency_p99_ms']) for r in agent_rows), default=float('nan')),
-            'agent_updates_per_s': med(agent_rows, 'updates_per_s'),
-            'agent_updates_in_window': (int(agent_rows[-1]['updates'])
-                                        - int(agent_rows[0]['updates'])) if agent_rows else 0,
+            'agent_updates_per_s': med(learner_rows, 'updates_per_s'),
+            'agent_updates_in_window': (int(learner_rows[-1]['updates'])
+                                        - int(learner_rows[0]['updates']))
+            if learner_rows else 0,
             'agent_env_steps_in_window': (int(agent_rows[-1]['env_steps'])
                                           - int(agent_rows[0]['env_steps']))
             if agent_rows else 0,
@@ -316,6 +376,7 @@ def main() -> int:
         },
         'floor': _floor_summary(floor),
         'cpu_sim_pct': cpu[0], 'cpu_agent_pct': cpu[1], 'cpu_observer_pct': cpu[2],
+        **({'cpu_learner_pct': cpu[3]} if learner else {}),
         'window_s': t1 - t0,
     }
     report['result'] = result
