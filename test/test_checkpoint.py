@@ -1,4 +1,4 @@
-"""Checkpoints: round trip, safe loading, atomic writes, spec matching."""
+"""Checkpoints: round trip, safe loading, atomic writes, spec matching, rotation, writer."""
 
 import os
 import random
@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 from ddpg_ros.checkpoint import (CheckpointError, PolicySpec, load_checkpoint,
                                  remove_stale_temporaries, save_checkpoint)
 from ddpg_ros.config import DDPGConfig
+from ddpg_ros.control.training import CheckpointRotation, CheckpointWriter
 from ddpg_ros.ddpg import DDPG
 from ddpg_ros.replay_buffer import ReplayBuffer
 
@@ -159,3 +161,51 @@ def test_remove_stale_temporaries_deletes_only_dead_processes_files(tmp_path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p.name for p in others + [alive])
     assert remove_stale_temporaries(tmp_path / 'missing') == []
+
+
+def test_rotation_writes_best_only_when_the_score_improves_and_keeps_the_newest(
+        tmp_path) -> None:
+    agent, _ = _trained_agent()
+    rotation = CheckpointRotation(tmp_path, keep=2, best_score=5.0)
+    scores = {1000: 4.0, 2000: 7.0, 3000: 6.0, 4000: None}
+    for steps, score in scores.items():
+        path = rotation.path(steps)
+        path.with_suffix('.npz').write_bytes(b'buffer')
+        rotation.write(path, agent, SPEC, {'env_steps': steps, 'episodes': 0},
+                       {'score': score}, best=rotation.improves(score))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'best.pt', 'checkpoint_000003000.npz', 'checkpoint_000003000.pt',
+        'checkpoint_000004000.npz', 'checkpoint_000004000.pt']
+    best = load_checkpoint(tmp_path / 'best.pt')
+    assert best.counters['env_steps'] == 2000 and best.extra['score'] == 7.0
+    assert rotation.best_score == 7.0
+
+
+def test_the_checkpoint_writer_counts_failures_goes_on_and_stops_cleanly() -> None:
+    written, errors = [], []
+    outcomes = iter([OSError('disk full'), None, ValueError('weights not finite'), None])
+
+    def save():
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+        written.append(len(errors))
+        return None
+
+    writer = CheckpointWriter(save, errors.append, 'test_checkpoints')
+    try:
+        for expected_calls in range(1, 5):
+            writer.request()
+            deadline = time.monotonic() + 5.0
+            while len(written) + len(errors) < expected_calls and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(written) + len(errors) == expected_calls
+    finally:
+        writer.stop()
+    assert writer.failures == 2
+    assert errors == ['periodic checkpoint not written: disk full',
+                      'periodic checkpoint not written: weights not finite']
+    assert written == [1, 2]
+    writer.request()  # after stop: nothing runs any more
+    time.sleep(0.1)
+    assert len(written) + len(errors) == 4

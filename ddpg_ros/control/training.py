@@ -3,7 +3,8 @@ The learning side of an agent: what acts, what learns, and what is written to di
 
 :class:`LocalTraining` owns a training run on this machine: the DDPG networks and
 optimizers, the replay buffer, exploration noise, the :class:`BackgroundLearner` thread, the
-periodic checkpoint writer thread, :class:`CheckpointRotation` and the run log. Its
+periodic :class:`CheckpointWriter` thread, :class:`CheckpointRotation` and the run log; its
+end (:class:`CheckpointedRun`) is shared with the fleet's learner. Its
 :meth:`~LocalTraining.act` is what the control step calls: uniform random actions during the
 warm-up, then the learner's latest policy snapshot plus noise; in lockstep it first waits
 (bounded) for the updates granted to earlier steps, which holds the update-to-data ratio by
@@ -16,6 +17,7 @@ from a checkpoint, no noise, nothing written.
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 import math
 import threading
 import time
@@ -88,6 +90,97 @@ class CheckpointRotation:
             if buffer.stem < oldest_kept and not buffer.with_suffix('.pt').exists():
                 buffer.unlink(missing_ok=True)
 
+    def write(self, path: Path, agent: DDPG, spec: PolicySpec, counters: dict[str, int],
+              extra: dict, best: bool) -> None:
+        """Write the checkpoint ``path`` (and ``best.pt`` when ``best``), then prune."""
+        save_checkpoint(path, agent, spec, counters=counters, extra=extra)
+        if best:
+            save_checkpoint(self.directory / 'best.pt', agent, spec, counters=counters,
+                            extra=extra)
+        self.prune()
+
+
+class CheckpointWriter:
+    """
+    A thread that writes checkpoints when asked, off the path of the one who asks.
+
+    :param save: writes one checkpoint; an ``OSError`` or ``ValueError`` from it is counted
+        in :attr:`failures` and reported, and the thread goes on.
+    :param on_error: called with a sentence for each checkpoint not written.
+    :param name: the thread's name.
+    """
+
+    def __init__(self, save: Callable[[], Path], on_error: Log, name: str) -> None:
+        self._save = save
+        self._on_error = on_error
+        self.failures = 0
+        self._due = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        """Ask for a checkpoint: written as soon as the thread is free (requests coalesce)."""
+        self._due.set()
+
+    def stop(self) -> None:
+        """Let a write in progress finish and end the thread; a pending request is dropped."""
+        self._stopping = True
+        self._due.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            if self._stopping:
+                return
+            self._due.clear()
+            try:
+                self._save()
+            except (OSError, ValueError) as exc:
+                self.failures += 1
+                self._on_error(f'periodic checkpoint not written: {exc}')
+
+
+class CheckpointedRun(ABC):
+    """
+    What a training run with a checkpoint writer does at its end; shared with the fleet.
+
+    A subclass sets ``_writer`` (:class:`CheckpointWriter`), ``learner``
+    (:class:`BackgroundLearner`) and ``run_log`` (:class:`BackgroundRunLog`), and has
+    ``save_checkpoint()`` and ``record_progress()``.
+    """
+
+    _writer: CheckpointWriter
+    learner: BackgroundLearner
+    run_log: BackgroundRunLog
+
+    @abstractmethod
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint now and return its path."""
+
+    @abstractmethod
+    def record_progress(self) -> None:
+        """Queue a row of ``progress.csv``."""
+
+    @property
+    def checkpoint_failures(self) -> int:
+        """Return how many periodic checkpoints could not be written."""
+        return self._writer.failures
+
+    def close(self, log: Log) -> None:
+        """Stop the writer and the learner, write the exit checkpoint and the run log."""
+        self._writer.stop()
+        if not self.learner.stop(timeout=30.0):
+            log('learner thread did not stop within 30 s')
+        try:
+            self.save_checkpoint()
+        except (OSError, ValueError) as exc:
+            log(f'no checkpoint at exit: {exc}')
+        self.record_progress()
+        if not self.run_log.close():
+            log('progress.csv and learning_curve.png not finished within 30 s')
+
 
 class Deployment:
     """
@@ -130,7 +223,7 @@ class Deployment:
         """Nothing to write."""
 
 
-class LocalTraining:
+class LocalTraining(CheckpointedRun):
     """
     A training run on this machine: learner thread, replay buffer, noise, checkpoints, logs.
 
@@ -200,20 +293,15 @@ class LocalTraining:
         self.last_wait = 0.0
         """Seconds the latest action waited for the learner (lockstep's update-to-data)."""
         self.wait_timeouts = 0
-        self.checkpoint_failures = 0
         self._episodes: Episodes | None = None
         self._learning_started = False
         self._save_lock = threading.Lock()
         """Serialises checkpoint writes: service, periodic writer thread and exit."""
-        self._checkpoint_due = threading.Event()
-        self._stopping = False
         self._started = time.monotonic()
         self._logged_steps = -1
         for stale in remove_stale_temporaries(settings.checkpoint_dir):
             info(f'removed {stale}, left by a process killed mid-save')
-        self._writer = threading.Thread(target=self._write_periodic_checkpoints,
-                                        name='ddpg_checkpoints', daemon=True)
-        self._writer.start()
+        self._writer = CheckpointWriter(self.save_checkpoint, error, 'ddpg_checkpoints')
         # progress.csv, TensorBoard and learning_curve.png, as ddpg-train writes them; a
         # resumed run continues the CSV it finds.
         self.run_log = BackgroundRunLog(
@@ -263,7 +351,7 @@ class LocalTraining:
             self.learner.allow(self.config.updates_per_step)
         settings = self.settings
         if settings.checkpoint_every and env_steps % settings.checkpoint_every == 0:
-            self._checkpoint_due.set()
+            self._writer.request()
         if settings.log_every and env_steps % settings.log_every == 0:
             self.record_progress()
 
@@ -323,42 +411,10 @@ class LocalTraining:
                 # The buffer first: a checkpoint that exists always has its buffer beside it,
                 # whenever the process dies.
                 self.buffer.save(path.with_suffix('.npz'))
-            save_checkpoint(path, agent, self.spec, counters=counters, extra=extra)
-            if improves:
-                save_checkpoint(rotation.directory / 'best.pt', agent, self.spec,
-                                counters=counters, extra=extra)
-            rotation.prune()
+            rotation.write(path, agent, self.spec, counters, extra, best=improves)
         self.run_log.plot()
         self._info(f'checkpoint written: {path}')
         return path
-
-    def _write_periodic_checkpoints(self) -> None:
-        """Save whenever the control loop asks, off its path (the writer thread)."""
-        while not self._stopping:
-            if not self._checkpoint_due.wait(timeout=0.5) or self._stopping:
-                continue
-            self._checkpoint_due.clear()
-            try:
-                self.save_checkpoint()
-            except (OSError, ValueError) as exc:
-                self.checkpoint_failures += 1
-                self._error(f'periodic checkpoint not written: {exc}')
-
-    def close(self, log: Log) -> None:
-        """Stop the writer and the learner, write the exit checkpoint and the run log."""
-        self._stopping = True
-        if self._writer.is_alive():
-            self._checkpoint_due.set()
-            self._writer.join()
-        if not self.learner.stop(timeout=30.0):
-            log('learner thread did not stop within 30 s')
-        try:
-            self.save_checkpoint()
-        except (OSError, ValueError) as exc:
-            log(f'no checkpoint at exit: {exc}')
-        self.record_progress()
-        if not self.run_log.close():
-            log('progress.csv and learning_curve.png not finished within 30 s')
 
     def diagnostic_values(self, env_steps: int) -> dict[str, str]:
         """Return the learner's part of ``/diagnostics``."""

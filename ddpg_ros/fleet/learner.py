@@ -3,7 +3,8 @@ The ``ddpg_learner`` core: stores the fleet's transitions, trains, versions and 
 
 :class:`FleetLearner` is what the node delegates to. It reuses the one-robot machinery: the
 :class:`DDPG` networks, the :class:`ReplayBuffer`, the :class:`BackgroundLearner` thread,
-:class:`CheckpointRotation` and the run log. What it adds:
+:class:`CheckpointRotation`, the :class:`CheckpointWriter` thread and the run log. What it
+adds:
 
 - **ingest**: a transition batch is decoded and checked (:mod:`~ddpg_ros.fleet.wire`), refused
   if already stored or acted with a policy version this learner never published
@@ -35,11 +36,10 @@ from typing import Any
 import numpy as np
 
 from ddpg_ros.checkpoint import (PolicySpec, load_checkpoint, random_states,
-                                 remove_stale_temporaries, restore_random_states,
-                                 save_checkpoint)
+                                 remove_stale_temporaries, restore_random_states)
 from ddpg_ros.config import DDPGConfig
 from ddpg_ros.control.episodes import RETURN_WINDOW
-from ddpg_ros.control.training import CheckpointRotation
+from ddpg_ros.control.training import CheckpointedRun, CheckpointRotation, CheckpointWriter
 from ddpg_ros.ddpg import DDPG
 from ddpg_ros.fleet.ledger import ActorLedger
 from ddpg_ros.fleet.settings import LATEST, LearnerSettings
@@ -108,7 +108,7 @@ def newest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-class FleetLearner:
+class FleetLearner(CheckpointedRun):
     """
     The learner of a fleet: ingest, background updates, versioned policies, checkpoints.
 
@@ -202,16 +202,12 @@ class FleetLearner:
         self.rotation = CheckpointRotation(settings.checkpoint_dir, settings.keep_checkpoints,
                                            best)
         self.resumed_at = self.transitions
-        self.checkpoint_failures = 0
         self._ingest_lock = threading.Lock()
         self._save_lock = threading.Lock()
-        self._checkpoint_due = threading.Event()
         self._stopping = False
         self._started = clock()
         self._logged_at = -1
-        self._writer = threading.Thread(target=self._write_periodic_checkpoints,
-                                        name='ddpg_learner_checkpoints', daemon=True)
-        self._writer.start()
+        self._writer = CheckpointWriter(self.save_checkpoint, error, 'ddpg_learner_checkpoints')
         self.run_log = BackgroundRunLog(
             settings.checkpoint_dir, tensorboard=settings.tensorboard,
             append=checkpoint is not None, title=f'{task.name} (ddpg_learner)', on_error=error)
@@ -264,7 +260,7 @@ class FleetLearner:
         self._grant(before, self.transitions)
         every = self.settings.checkpoint_every
         if every and self.transitions // every > before // every:
-            self._checkpoint_due.set()
+            self._writer.request()
         every = self.settings.log_every
         if every and self.transitions // every > before // every:
             self.record_progress()
@@ -363,25 +359,10 @@ class FleetLearner:
                      'rng_state': random, 'best_return': rotation.best_score,
                      'recent_return': mean if mean is not None else -math.inf,
                      'recent_returns': recent}
-            save_checkpoint(path, agent, self.spec, counters=counters, extra=extra)
-            if improves:
-                save_checkpoint(rotation.directory / 'best.pt', agent, self.spec,
-                                counters=counters, extra=extra)
-            rotation.prune()
+            rotation.write(path, agent, self.spec, counters, extra, best=improves)
         self.run_log.plot()
         self._info(f'checkpoint written: {path}')
         return path
-
-    def _write_periodic_checkpoints(self) -> None:
-        while not self._stopping:
-            if not self._checkpoint_due.wait(timeout=0.5) or self._stopping:
-                continue
-            self._checkpoint_due.clear()
-            try:
-                self.save_checkpoint()
-            except (OSError, ValueError) as exc:
-                self.checkpoint_failures += 1
-                self._error(f'periodic checkpoint not written: {exc}')
 
     def record_progress(self) -> None:
         """Queue one row of ``progress.csv``, with ``env_steps`` = transitions stored."""
@@ -406,18 +387,7 @@ class FleetLearner:
         if self._stopping:
             return
         self._stopping = True
-        if self._writer.is_alive():
-            self._checkpoint_due.set()
-            self._writer.join()
-        if not self.learner.stop(timeout=30.0):
-            log('learner thread did not stop within 30 s')
-        try:
-            self.save_checkpoint()
-        except (OSError, ValueError) as exc:
-            log(f'no checkpoint at exit: {exc}')
-        self.record_progress()
-        if not self.run_log.close():
-            log('progress.csv and learning_curve.png not finished within 30 s')
+        super().close(log)
 
     # Diagnostics
 
