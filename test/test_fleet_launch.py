@@ -220,7 +220,6 @@ def test_two_robots_teach_one_learner_the_pendulum_through_ddpg_launch(
     launcher = ros_processes.start(
         [sys.executable, '-m', 'ddpg_ros.ros.launcher', 'train_fleet',
          *(f'{k}:={v}' for k, v in arguments.items())], name='ddpg-launch')
-    pids = {}
     scores = CheckpointScores(directory)
     seen_versions: dict[str, set[int]] = {'/robot_0/ddpg_agent': set(),
                                           '/robot_1/ddpg_agent': set()}
@@ -228,7 +227,6 @@ def test_two_robots_teach_one_learner_the_pendulum_through_ddpg_launch(
     try:
         while time.monotonic() - started < TIME_BUDGET:
             ros_node.spin_for(1.0)
-            pids = pids or dict(re.findall(r'started (\S+) \(pid (\d+)\)', launcher.output()))
             for actor_id in seen_versions:
                 status = statuses.get(f'ddpg_learner: actor {actor_id}')
                 if status:
@@ -272,9 +270,12 @@ def test_two_robots_teach_one_learner_the_pendulum_through_ddpg_launch(
     assert eval_mean_return(ddpg_cli('ddpg-eval', '--checkpoint', str(path), '--episodes',
                                      str(EVAL_EPISODES), '--seed', str(EVAL_SEED))) == score
 
+    # The launcher names each node it starts as it starts it: read them all once the run is over
+    # (the first look, a second in, may come before the last robot's nodes are up).
+    pids = dict(re.findall(r'started (\S+) \(pid (\d+)\)', launcher.output()))
+    assert len(pids) == 5, pids
     assert launcher.stop() == 0, launcher.output()[-4000:]
-    assert pids and not any(pid_alive(int(pid)) for pid in pids.values())
-    assert len(pids) == 5
+    assert not any(pid_alive(int(pid)) for pid in pids.values())
     for name in ('progress.csv', 'learning_curve.png', 'best.pt'):
         assert (directory / name).is_file(), name
     assert list(directory.glob('events.out.tfevents.*')), 'no TensorBoard scalars'
