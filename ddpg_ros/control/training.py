@@ -17,10 +17,10 @@ from a checkpoint, no noise, nothing written.
 from __future__ import annotations
 
 import dataclasses
-from abc import ABC, abstractmethod
 import math
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
@@ -243,7 +243,7 @@ class LocalTraining(CheckpointedRun):
         # Before anything is built: a run that cannot keep its results does not start.
         prepare_output_dir(settings.checkpoint_dir, 'checkpoint_dir')
         self.task, self.spec, self.settings = task, spec, settings
-        self._info, self._error = info, error
+        self._info = info
         low = np.asarray(task.action_low, dtype=np.float64)
         high = np.asarray(task.action_high, dtype=np.float64)
         self._low, self._high = low, high

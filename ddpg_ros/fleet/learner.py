@@ -127,7 +127,7 @@ class FleetLearner(CheckpointedRun):
                  clock: Callable[[], float] = time.monotonic) -> None:
         prepare_output_dir(settings.checkpoint_dir, 'checkpoint_dir')
         self.task, self.spec, self.settings = task, spec, settings
-        self._info, self._error, self._clock = info, error, clock
+        self._info, self._clock = info, clock
         for stale in remove_stale_temporaries(settings.checkpoint_dir):
             info(f'removed {stale}, left by a process killed mid-save')
         self.ledger = ActorLedger()
