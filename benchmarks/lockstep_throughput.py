@@ -20,12 +20,13 @@ What runs, all in one ROS domain claimed with ``test/conftest.py``'s ``claim_dom
    ``updates_per_step:=1.0``, ``learning_starts`` = ``--learning-starts``, the reset service
    ``mujoco_sim/reset``, ``checkpoint_every:=0``, ``total_steps:=0``, ``torch_threads`` 1 by
    default). ``--image-rate`` > 0 also has the sim render ``mujoco_sim/image`` pictures (at
-   its default 320x240) at that rate, with no subscriber, to show what rendering costs the
-   loop. Once learning has started, the run alternates ``--repeats`` times between
-   *learning paused* (``ddpg_agent/set_training`` false: acting, noise and replay go on, no
-   gradient updates, no waiting for the learner) and *learning on* (``set_training`` true:
-   one update per env step, held by the agent delaying its next command). Each phase gets
-   ``--warmup`` s to settle, then a ``--window`` s measurement.
+   its default 320x240) at that rate, to show what rendering costs the loop; this process
+   subscribes to them, as the sim renders only while someone does. Once learning has
+   started, the run alternates ``--repeats`` times between *learning paused*
+   (``ddpg_agent/set_training`` false: acting, noise and replay go on, no gradient updates,
+   no waiting for the learner) and *learning on* (``set_training`` true: one update per env
+   step, held by the agent delaying its next command). Each phase gets ``--warmup`` s to
+   settle, then a ``--window`` s measurement.
 
 Steps/s come from the nodes' own counters on ``/diagnostics`` (1 Hz): the change of the
 agent's ``env_steps`` (and the sim's ``steps``) between the first and the last message of the
@@ -169,11 +170,17 @@ def measure_floor(args: argparse.Namespace, env: dict[str, str], log_dir: Path) 
 
 # ----------------------------------------------------------------------------- the pair
 class Observer(DiagnosticsObserver):
-    """/diagnostics of both nodes, and the agent's set_training service."""
+    """/diagnostics of both nodes, the agent's set_training service, the sim's pictures."""
 
-    def __init__(self, domain_id: int) -> None:
+    def __init__(self, domain_id: int, images: bool) -> None:
         from std_srvs.srv import SetBool
         super().__init__(domain_id, 'lockstep_benchmark')
+        if images:
+            from sensor_msgs.msg import Image
+
+            from ddpg_ros.ros.qos import IMAGE_QOS
+            self.node.create_subscription(Image, '/mujoco_sim/image', lambda msg: None,
+                                          IMAGE_QOS)
         self.set_training_client = self.node.create_client(SetBool,
                                                            '/ddpg_agent/set_training')
         self._SetBool = SetBool
@@ -220,7 +227,7 @@ def measure_pair(args: argparse.Namespace, env: dict[str, str], domain_id: int,
                  '-p', 'total_steps:=0', '-p', 'reset_service:=mujoco_sim/reset',
                  '-p', 'device:=cpu']
     commands = {'sim': ' '.join(sim_cmd[1:]), 'agent': ' '.join(agent_cmd[1:])}
-    observer = Observer(domain_id)
+    observer = Observer(domain_id, images=args.image_rate > 0.0)
     sim = start(sim_cmd, env, log_dir / 'mujoco_sim.log')
     agent = start(agent_cmd, env, log_dir / 'ddpg_agent.log')
     phases: list[dict] = []
@@ -243,7 +250,8 @@ def measure_pair(args: argparse.Namespace, env: dict[str, str], domain_id: int,
                 cpu1 = {'sim': cpu_seconds(sim.pid), 'agent': cpu_seconds(agent.pid)}
                 agent_rates = window_rates(observer.records['agent'], t0, t1,
                                            ('env_steps', 'updates', 'episodes'))
-                sim_rates = window_rates(observer.records['sim'], t0, t1, ('steps', 'resets'))
+                sim_rates = window_rates(observer.records['sim'], t0, t1,
+                                         ('steps', 'resets', 'images'))
                 last = observer.latest('agent')
                 result = {
                     'repeat': repeat, 'phase': phase, 'set_training_reply': message,
@@ -252,6 +260,7 @@ def measure_pair(args: argparse.Namespace, env: dict[str, str], domain_id: int,
                     'episodes_per_s': agent_rates['episodes_per_s'],
                     'sim_steps_per_s': sim_rates['steps_per_s'],
                     'sim_resets_per_s': sim_rates['resets_per_s'],
+                    'sim_images_per_s': sim_rates['images_per_s'],
                     'diagnostics_span_s': agent_rates.get('span_s'),
                     'cpu_sim_pct': 100 * (cpu1['sim'] - cpu0['sim']) / (t1 - t0),
                     'cpu_agent_pct': 100 * (cpu1['agent'] - cpu0['agent']) / (t1 - t0),
@@ -286,7 +295,8 @@ def summarize(floor: list[dict], phases: list[dict]) -> dict:
         rows = [p for p in phases if p['phase'] == phase]
         for key in ('env_steps_per_s', 'sim_steps_per_s', 'updates_per_s', 'episodes_per_s',
                     'cpu_sim_pct', 'cpu_agent_pct', 'agent_action_latency_p50_ms',
-                    'agent_action_latency_p99_ms', 'agent_update_wait_mean_ms'):
+                    'agent_action_latency_p99_ms', 'agent_update_wait_mean_ms',
+                    'sim_images_per_s'):
             summary[f'{phase}_{key}'] = med(rows, key)
         summary[f'{phase}_vs_floor'] = (summary[f'{phase}_env_steps_per_s']
                                         / summary['floor_round_trips_per_s'])
@@ -326,12 +336,13 @@ def markdown(report: dict) -> str:
             f'{s[f"{phase}_cpu_agent_pct"]:.0f}% | {s[f"{phase}_agent_action_latency_p50_ms"]:.3f}'
             f' / {s[f"{phase}_agent_action_latency_p99_ms"]:.3f} |')
     lines += ['', 'Per window:', '',
-              '| repeat | phase | env steps/s | sim steps/s | updates/s | episodes/s |',
-              '| --- | --- | --- | --- | --- | --- |']
+              '| repeat | phase | env steps/s | sim steps/s | updates/s | episodes/s | '
+              'sim pictures/s |',
+              '| --- | --- | --- | --- | --- | --- | --- |']
     for p in report['phases']:
         lines.append(f'| {p["repeat"]} | {p["phase"]} | {p["env_steps_per_s"]:.0f} | '
                      f'{p["sim_steps_per_s"]:.0f} | {p["updates_per_s"]:.0f} | '
-                     f'{p["episodes_per_s"]:.1f} |')
+                     f'{p["episodes_per_s"]:.1f} | {p.get("sim_images_per_s", 0.0):.1f} |')
     lines += ['', 'Floor runs: ' + ', '.join(
         f'{f.get("round_trips_per_s", float("nan")):.0f}/s' for f in report['floor'])]
     return '\n'.join(lines) + '\n'

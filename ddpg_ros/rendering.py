@@ -265,19 +265,23 @@ class RenderLoop:
     :param on_error: gets one line if rendering fails after it started; the loop then ends.
     :param settings: rate, size, camera ('' for :func:`make_camera`'s following view), viewer.
     :param camera_defaults: a Gymnasium env's ``default_camera_config``, or None.
+    :param wanted: asked in the loop's thread when a picture is due; False skips that picture
+        and, with no viewer open, its snapshot (a publisher nobody subscribes to costs nothing).
     :raises ValueError: a camera the model does not have.
     """
 
     def __init__(self, model: mujoco.MjModel, snapshot: Snapshot,
                  on_frame: Callable[[np.ndarray, int], None], on_error: Callable[[str], None],
                  settings: RenderSettings,
-                 camera_defaults: Mapping[str, Any] | None = None) -> None:
+                 camera_defaults: Mapping[str, Any] | None = None,
+                 wanted: Callable[[], bool] = lambda: True) -> None:
         import mujoco
 
         self._model = copy.copy(model)
         self._data = mujoco.MjData(self._model)
         self._camera = make_camera(self._model, settings.camera, camera_defaults)
         self._snapshot, self._on_frame, self._on_error = snapshot, on_frame, on_error
+        self._wanted = wanted
         self._rate, self._size = settings.image_rate, (settings.image_width,
                                                        settings.image_height)
         self.viewer_error = viewer_unavailable_reason() if settings.viewer else ''
@@ -339,8 +343,16 @@ class RenderLoop:
         next_tick = next_frame = time.monotonic()
         try:
             while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
-                stamp_ns = self._snapshot(self._data)
-                mujoco.mj_forward(self._model, self._data)
+                now = time.monotonic()
+                picture = renderer is not None and now >= next_frame
+                if picture:
+                    # Keep the rate without bursts: a late picture does not make the next
+                    # one come early. A picture nobody wants is skipped, not delayed.
+                    next_frame = max(next_frame + frame_period, now)
+                    picture = self._wanted()
+                if picture or viewer is not None:
+                    stamp_ns = self._snapshot(self._data)
+                    mujoco.mj_forward(self._model, self._data)
                 if viewer is not None:
                     if not viewer.is_running():  # its window was closed
                         viewer.close()
@@ -349,13 +361,9 @@ class RenderLoop:
                             break
                     else:
                         viewer.sync()
-                now = time.monotonic()
-                if renderer is not None and now >= next_frame:
+                if picture:
                     self._on_frame(renderer.render(self._data), stamp_ns)
                     self.frames += 1
-                    # Keep the rate without bursts: a late picture does not make the next
-                    # one come early.
-                    next_frame = max(next_frame + frame_period, now)
                 next_tick = max(next_tick + tick, now) if viewer is not None else next_frame
         except Exception as exc:  # noqa: BLE001 - reported in one line, then the loop ends
             if not self._stop.is_set():

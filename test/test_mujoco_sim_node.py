@@ -906,10 +906,15 @@ def test_realtime_publishes_images_at_image_rate_and_keeps_its_own_pace(
     sim = start_sim(ros_processes, 'model:=HalfCheetah-v5', 'mode:=realtime',
                     f'image_rate:={rate}', cwd=tmp_path,
                     env=_headless_env(ros_processes.env))
+    sim_client.connect()
+    # Nobody subscribes yet: after a second and a half of sim time, nothing has been rendered.
+    assert sim_client.ros.spin_until(
+        lambda: float(sim_client.latest_status().get('sim_time', 0.0)) >= 1.5, START_TIMEOUT)
+    assert sim_client.latest_status()['images'] == '0', sim_client.latest_status()
+
     images: list[Image] = []
     sim_client.ros.node.create_subscription(Image, 'mujoco_sim/image', images.append,
                                             IMAGE_QOS)
-    sim_client.connect()
     assert sim_client.ros.spin_until(lambda: bool(images), START_TIMEOUT), sim.output()
 
     states, count = len(sim_client.states), len(images)
@@ -927,6 +932,7 @@ def test_realtime_publishes_images_at_image_rate_and_keeps_its_own_pace(
     assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
     colours = np.unique(_pixels(received[-1]).reshape(-1, 3), axis=0)
     assert len(colours) > 50, 'the picture is (nearly) one colour'
+    assert int(sim_client.latest_status()['images']) >= len(received) - 2 * rate  # reported
 
     # MuJoCo's warning about HalfCheetah's model went to the node's log, once; no file.
     assert sim.output().count("compiler attribute 'settotalmass' is deprecated") == 1

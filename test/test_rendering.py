@@ -173,6 +173,47 @@ def test_loop_renders_at_its_rate_from_snapshots_taken_in_its_thread(
     assert not any(t.name == 'render_loop' for t in threading.enumerate())
 
 
+def test_loop_takes_no_snapshot_and_renders_nothing_while_no_one_wants_pictures(
+        cheetah: Simulation) -> None:
+    rate = 20.0
+    wanted = threading.Event()
+    asked, snapshots, frames = [0], [0], []
+
+    def want() -> bool:
+        asked[0] += 1
+        return wanted.is_set()
+
+    def snapshot(target: mujoco.MjData) -> int:
+        snapshots[0] += 1
+        copy_state(cheetah.data, target)
+        return snapshots[0]
+
+    loop = RenderLoop(cheetah.model, snapshot, lambda frame, stamp: frames.append(stamp),
+                      print, RenderSettings(image_rate=rate, image_width=WIDTH,
+                                            image_height=HEIGHT), wanted=want)
+    loop.start()
+    try:
+        time.sleep(1.0)
+        unwanted = (asked[0], snapshots[0], len(frames))
+        wanted.set()
+        deadline = time.monotonic() + 10.0
+        while len(frames) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        wanted.clear()
+        time.sleep(0.2)  # a picture already being drawn may still arrive
+        count = len(frames)
+        time.sleep(0.5)
+    finally:
+        loop.stop()
+    # Asked about once a frame period (20 in 1 s, a loaded machine asks less often) ...
+    assert 5 <= unwanted[0] <= 1.5 * rate, unwanted
+    # ... and nothing was copied or drawn.
+    assert unwanted[1:] == (0, 0), unwanted
+    # Wanted again, pictures come at once, and stop when no longer wanted.
+    assert len(frames) >= 5 and frames[0] == 1, frames
+    assert len(frames) == count == loop.frames
+
+
 def test_viewer_without_a_display_says_why_and_the_loop_goes_on(
         cheetah: Simulation, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv('DISPLAY', raising=False)

@@ -7,7 +7,7 @@ It publishes what a robot's broadcasters would, all stamped alike with sim time
 ``/clock``. Commands come in on the topic of the model's actuator kind, as ros2_control's
 forward command controllers take them (:func:`ddpg_ros.sim.command_interface`). ``~/reset``
 starts a new seeded episode, ``/diagnostics`` reports once a second, ``~/image`` carries
-pictures at ``image_rate`` (:mod:`ddpg_ros.rendering`).
+pictures at ``image_rate`` while anyone subscribes (:mod:`ddpg_ros.rendering`).
 
 ``lockstep`` advances one control period per command, then publishes, so the agent sets the
 pace. ``realtime`` advances on the wall clock at ``state_rate`` states per sim second and
@@ -213,10 +213,15 @@ class MujocoSimNode(Node):
         publisher = (self.create_publisher(Image, '~/image', IMAGE_QOS)
                      if settings.image_rate > 0.0 else None)
         frame_id = settings.camera or TRACKING_CAMERA
-        loop = RenderLoop(self._sim.model, self._snapshot,
-                          lambda frame, stamp_ns: publisher.publish(
-                              rgb_image(frame, stamp_ns, frame_id)),
-                          self._on_render_error, settings, self._sim.camera_defaults)
+
+        def publish(frame: np.ndarray, stamp_ns: int) -> None:
+            publisher.publish(rgb_image(frame, stamp_ns, frame_id))
+            self._stats.images += 1
+
+        loop = RenderLoop(self._sim.model, self._snapshot, publish, self._on_render_error,
+                          settings, self._sim.camera_defaults,
+                          wanted=lambda: publisher is not None
+                          and publisher.get_subscription_count() > 0)
         loop.start()
         if loop.viewer_error:
             self.get_logger().warning(
