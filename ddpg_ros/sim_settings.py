@@ -96,8 +96,6 @@ class SimStats:
     commands_received: int = 0
     commands_rejected: int = 0
     command_timeouts: int = 0
-    images: int = 0
-    """Pictures published on ``~/image``; none are rendered while nobody subscribes."""
 
 
 @dataclass(frozen=True)

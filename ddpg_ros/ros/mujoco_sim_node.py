@@ -213,15 +213,11 @@ class MujocoSimNode(Node):
         publisher = (self.create_publisher(Image, '~/image', IMAGE_QOS)
                      if settings.image_rate > 0.0 else None)
         frame_id = settings.camera or TRACKING_CAMERA
-
-        def publish(frame: np.ndarray, stamp_ns: int) -> None:
-            publisher.publish(rgb_image(frame, stamp_ns, frame_id))
-            self._stats.images += 1
-
-        loop = RenderLoop(self._sim.model, self._snapshot, publish, self._on_render_error,
-                          settings, self._sim.camera_defaults,
-                          wanted=lambda: publisher is not None
-                          and publisher.get_subscription_count() > 0)
+        loop = RenderLoop(self._sim.model, self._snapshot,
+                          lambda frame, stamp_ns: publisher.publish(
+                              rgb_image(frame, stamp_ns, frame_id)),
+                          self._on_render_error, settings, self._sim.camera_defaults,
+                          wanted=lambda: publisher.get_subscription_count() > 0)
         loop.start()
         if loop.viewer_error:
             self.get_logger().warning(
@@ -254,6 +250,7 @@ class MujocoSimNode(Node):
     def _on_diagnostics_timer(self) -> None:
         warn, message, values = self._report(self._stats, self._sim_time_ns,
                                              self._holding_command, time.monotonic())
+        values['images'] = str(self._render_loop.frames if self._render_loop else 0)
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if warn else DiagnosticStatus.OK,
             name=f'{self.get_name()}: simulation', message=message,
