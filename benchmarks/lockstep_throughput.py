@@ -21,7 +21,8 @@ What runs, all in one ROS domain claimed with ``test/conftest.py``'s ``claim_dom
    ``mujoco_sim/reset``, ``checkpoint_every:=0``, ``total_steps:=0``, ``torch_threads`` 1 by
    default). ``--image-rate`` > 0 also has the sim render ``mujoco_sim/image`` pictures (at
    its default 320x240) at that rate, to show what rendering costs the loop; this process
-   subscribes to them, as the sim renders only while someone does. Once learning has
+   subscribes to them, as the sim renders only while someone does (``--no-image-subscriber``
+   shows what an unwatched ``image_rate`` costs). Once learning has
    started, the run alternates ``--repeats`` times between *learning paused*
    (``ddpg_agent/set_training`` false: acting, noise and replay go on, no gradient updates,
    no waiting for the learner) and *learning on* (``set_training`` true: one update per env
@@ -227,7 +228,7 @@ def measure_pair(args: argparse.Namespace, env: dict[str, str], domain_id: int,
                  '-p', 'total_steps:=0', '-p', 'reset_service:=mujoco_sim/reset',
                  '-p', 'device:=cpu']
     commands = {'sim': ' '.join(sim_cmd[1:]), 'agent': ' '.join(agent_cmd[1:])}
-    observer = Observer(domain_id, images=args.image_rate > 0.0)
+    observer = Observer(domain_id, images=args.image_rate > 0.0 and args.image_subscriber)
     sim = start(sim_cmd, env, log_dir / 'mujoco_sim.log')
     agent = start(agent_cmd, env, log_dir / 'ddpg_agent.log')
     phases: list[dict] = []
@@ -317,7 +318,8 @@ def markdown(report: dict) -> str:
         f'Agent: InvertedPendulum-v5 / task inverted_pendulum, hidden_sizes '
         f'{a["hidden_sizes"]}, batch {a["batch_size"]}, learning_starts '
         f'{a["learning_starts"]}, torch_threads {a["torch_threads"]}, CPU; sim image_rate '
-        f'{a.get("image_rate", 0.0):g} Hz; '
+        f'{a.get("image_rate", 0.0):g} Hz'
+        f'{"" if a.get("image_subscriber", True) else " with no subscriber"}; '
         f'{a["repeats"]} repeats x {a["window"]} s windows after {a["warmup"]} s settling; '
         f'floor {a["floor_repeats"]} x {a["round_trips"]} round trips.',
         '',
@@ -365,6 +367,9 @@ def main() -> int:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--image-rate', type=float, default=0.0,
                         help="the sim's image_rate (Hz): what rendering pictures costs")
+    parser.add_argument('--image-subscriber', action=argparse.BooleanOptionalAction,
+                        default=True, help='subscribe to the pictures (the sim renders only '
+                        'while someone does)')
     parser.add_argument('--skip-floor', action='store_true')
     parser.add_argument('--out-dir', type=Path, default=HERE / 'results')
     args = parser.parse_args()
