@@ -71,10 +71,13 @@ def test_commands_at_the_control_rate_from_a_five_times_faster_state_stream(
         assert np.median(spacing) == pytest.approx(0.05, abs=1e-9)
         on_time = np.mean(np.abs(spacing - 0.05) <= 0.0101)
         assert on_time >= 0.9, spacing.tolist()
+        # Never faster than the control rate; slower only by the periods rcl skips when this
+        # process comes late on a loaded machine, which on_time already bounds.
         rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-        assert rate == pytest.approx(20.0, rel=0.05), rate
+        assert 0.9 * 20.0 <= rate <= 1.01 * 20.0, rate
         state_stamps = np.array([s for s in states if stamps[0] <= s <= stamps[-1]])
-        assert len(state_stamps) / len(stamps) == pytest.approx(5.0, rel=0.1)
+        periods = (stamps[-1] - stamps[0]) / 0.05
+        assert len(state_stamps) / periods == pytest.approx(5.0, rel=0.1)
         assert len(agent.buffer) >= len(stamps) - 2
     finally:
         stop_agent(ros_node, agent)
