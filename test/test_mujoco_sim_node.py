@@ -822,13 +822,23 @@ def test_graph_names_and_types_in_a_namespace(
                         for name, types in expected_services.items())
                 and ('mujoco_sim', '/robot1') in nodes and ('mujoco_sim', '/robot2') in nodes)
 
-    assert ros_node.spin_until(graph_complete, START_TIMEOUT), (
+    def by_node(robot: str) -> tuple[dict, dict]:
+        return (dict(node.get_publisher_names_and_types_by_node('mujoco_sim', robot)),
+                dict(node.get_subscriber_names_and_types_by_node('mujoco_sim', robot)))
+
+    def endpoints_known() -> bool:
+        # Which node owns an endpoint reaches the graph in updates of its own, after the topics
+        # and the node's name. Each update lists all of a node's endpoints so far: once the
+        # command subscription, the sim's last, is listed, so are its publishers.
+        return all(f'{robot}/effort_controller/commands' in by_node(robot)[1]
+                   for robot in ('/robot1', '/robot2'))
+
+    assert ros_node.spin_until(lambda: graph_complete() and endpoints_known(), START_TIMEOUT), (
         node.get_topic_names_and_types(), node.get_service_names_and_types(),
-        node.get_node_names_and_namespaces())
-    published = dict(node.get_publisher_names_and_types_by_node('mujoco_sim', '/robot2'))
-    assert '/robot2/joint_states' in published
-    assert '/clock' not in published
-    subscribed = dict(node.get_subscriber_names_and_types_by_node('mujoco_sim', '/robot1'))
+        node.get_node_names_and_namespaces(), by_node('/robot1'), by_node('/robot2'))
+    published, _ = by_node('/robot2')
+    assert '/clock' in by_node('/robot1')[0] and '/clock' not in published
+    _, subscribed = by_node('/robot1')
     assert subscribed['/robot1/effort_controller/commands'] == ['std_msgs/msg/Float64MultiArray']
 
 
