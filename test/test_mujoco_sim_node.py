@@ -646,10 +646,17 @@ def test_position_servos_take_position_commands_and_the_imu_reads_mujoco_sensors
     node.create_subscription(Imu, 'imu', imus.append, STATE_QOS)
     commands = node.create_publisher(Float64MultiArray, 'position_controller/commands',
                                      COMMAND_QOS)
-    assert ros_node.spin_until(
-        lambda: commands.get_subscription_count() > 0 and states and imus, START_TIMEOUT)
-    subscribed = dict(node.get_subscriber_names_and_types_by_node('mujoco_sim', '/'))
-    assert '/position_controller/commands' in subscribed
+    subscribed: dict[str, list[str]] = {}
+
+    def ready() -> bool:
+        # The sim's own list of subscriptions arrives in a graph update of its own.
+        if not (commands.get_subscription_count() > 0 and states and imus
+                and ('mujoco_sim', '/') in node.get_node_names_and_namespaces()):
+            return False
+        subscribed.update(node.get_subscriber_names_and_types_by_node('mujoco_sim', '/'))
+        return '/position_controller/commands' in subscribed
+
+    assert ros_node.spin_until(ready, START_TIMEOUT), subscribed
     assert '/effort_controller/commands' not in subscribed
 
     def sensor(index: int) -> np.ndarray:
