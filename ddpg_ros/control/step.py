@@ -6,7 +6,8 @@ This is ``update(time, period)`` of a ros2_control controller, for a learning po
 1. the task's observation of the state, checked (a state that fails is refused: never acted
    on, never stored, and the chain of transitions breaks there);
 2. the transition from the previous step's state, with the task's reward and termination,
-   handed to the policy's side to store (training);
+   handed to the policy's side to store (training) if it spans one control period (on a
+   timer, see :data:`PERIOD_TOLERANCE`);
 3. episode end, ``total_steps``;
 4. the action (warm-up, policy, noise), then the command filter (clip, rate limit); a
    non-finite action becomes the safe command and breaks the chain.
@@ -26,6 +27,14 @@ import numpy as np
 from ddpg_ros.control.episodes import Episodes, Transition
 from ddpg_ros.control.safety import CommandFilter, SafeCommand
 from ddpg_ros.tasks import RobotState, Task
+
+PERIOD_TOLERANCE = 0.5
+"""On a timer, a transition is stored only if its two states lie within this fraction of a
+control period of one period apart. A tick that came late by whole periods (rcl skips the
+missed ones), or found no state newer than the last tick's, would otherwise store a
+transition over another interval than every other one, under an action held for it: the
+critic would learn dynamics the robot does not have. The step is still acted on and counted
+(its reward is in the episode's return); only the replay buffer does not see it."""
 
 
 class Policy(Protocol):
@@ -72,11 +81,13 @@ class ControlStep:
     :param safe_command: what to send instead of a bad action.
     :param total_steps: steps after which to stop; 0 = never.
     :param resets: whether the robot starts new episodes on request (a reset service).
+    :param period: the control period in seconds when a timer paces the steps; 0 (per robot
+        step) stores every transition.
     """
 
     def __init__(self, task: Task, policy: Policy, episodes: Episodes,
                  command_filter: CommandFilter, safe_command: SafeCommand,
-                 total_steps: int = 0, resets: bool = True) -> None:
+                 total_steps: int = 0, resets: bool = True, period: float = 0.0) -> None:
         self.task = task
         self.policy = policy
         self.episodes = episodes
@@ -84,6 +95,7 @@ class ControlStep:
         self.safe_command = safe_command
         self.total_steps = int(total_steps)
         self.resets = resets
+        self.period = float(period)
         self.explore = policy.training
         self.chain: tuple[RobotState, np.ndarray, np.ndarray] | None = None
         """The previous step's state, observation and command: half a transition."""
@@ -91,7 +103,7 @@ class ControlStep:
         """The newest state that passed validation (for position safe commands)."""
         self.last_command: np.ndarray | None = None
         self.finished = False
-        self.stats = {'invalid_states': 0, 'non_finite_actions': 0}
+        self.stats = {'invalid_states': 0, 'non_finite_actions': 0, 'off_period_steps': 0}
 
     def step(self, state: RobotState) -> Decision:
         """Run one control step on ``state``, the newest sample of every source."""
@@ -110,7 +122,9 @@ class ControlStep:
             except ValueError as exc:
                 return self.refuse(str(exc))
             steps = self.episodes.env_steps
-            if self.policy.training:
+            if not self.spans_one_period(previous, state):
+                self.stats['off_period_steps'] += 1
+            elif self.policy.training:
                 self.policy.store(outcome.transition, steps)
             if outcome.episode_over:
                 decision.episode_return = outcome.episode_return
@@ -146,6 +160,12 @@ class ControlStep:
         self.last_command = command
         decision.command = command
         return decision
+
+    def spans_one_period(self, previous: RobotState, state: RobotState) -> bool:
+        """Whether ``previous`` -> ``state`` is one control period (always, per robot step)."""
+        if not self.period:
+            return True
+        return abs(state.stamp - previous.stamp - self.period) < PERIOD_TOLERANCE * self.period
 
     def refuse(self, problem: str) -> Decision:
         """Refuse a state: count it and break the chain; nothing is acted on or stored."""

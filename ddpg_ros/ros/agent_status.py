@@ -25,6 +25,8 @@ WARNINGS = (('reset_failures', 'reset failure(s)'),
             ('update_wait_timeouts', 'command(s) sent before the learner caught up '
              '(update-to-data ratio below updates_per_step)'),
             ('non_finite_actions', 'non-finite action(s) replaced by the safe command'),
+            ('off_period_steps', 'step(s) not one control period after the one before (a late '
+             'tick or no new state): acted on, not stored'),
             ('checkpoint_failures', 'checkpoint(s) not written'))
 
 

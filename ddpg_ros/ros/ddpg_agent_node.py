@@ -88,7 +88,8 @@ class DDPGAgentNode(Node):
         self.control = ControlStep(
             task, self.policy, episodes,
             CommandFilter(task.action_low, task.action_high, settings.max_command_rate), safe,
-            total_steps=settings.total_steps, resets=bool(settings.reset_service))
+            total_steps=settings.total_steps, resets=bool(settings.reset_service),
+            period=period if settings.control_rate else 0.0)
         self.latency = LatencyWindow()
         self._status = AgentStatus()
         self.last_problem = ''

@@ -1,0 +1,99 @@
+"""
+The control step without ROS: which transitions reach the replay buffer on a timer.
+
+A robot behind ros2_control is sampled by the agent's timer; a tick that comes late by whole
+periods, or finds no state newer than the last tick's, spans another interval than the
+transitions around it. Those steps are acted on and counted but never stored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddpg_ros.control.episodes import Episodes, Transition
+from ddpg_ros.control.safety import CommandFilter, SafeCommand
+from ddpg_ros.control.step import ControlStep
+from ddpg_ros.tasks import RobotState, make_task
+
+TASK = make_task('inverted_pendulum')
+PERIOD = TASK.control_dt
+
+
+class RecordingPolicy:
+    """The learning side of :class:`ControlStep`, reduced to what these tests look at."""
+
+    training = True
+    last_wait = 0.0
+
+    def __init__(self) -> None:
+        self.stored: list[tuple[Transition, int]] = []
+        self.returns: list[float] = []
+
+    def act(self, obs: np.ndarray, explore: bool, env_steps: int) -> np.ndarray:
+        return np.array([0.1 * env_steps])
+
+    def store(self, transition: Transition, env_steps: int) -> None:
+        self.stored.append((transition, env_steps))
+
+    def episode_ended(self, episode_return: float, env_steps: int) -> None:
+        self.returns.append(episode_return)
+
+
+def control_step(policy: RecordingPolicy, period: float) -> ControlStep:
+    return ControlStep(TASK, policy, Episodes(TASK, 1e6),
+                       CommandFilter(TASK.action_low, TASK.action_high),
+                       SafeCommand(TASK, 'effort'), period=period)
+
+
+def state(stamp: float, hinge: float = 0.01) -> RobotState:
+    return RobotState([0.0, hinge], [0.0, 0.0], [0.0, 0.0], stamp)
+
+
+@pytest.mark.parametrize('stamps, stored', [
+    # On time, and jittered by less than half a period (a 4x faster state stream).
+    ([0.0, 1.0, 2.0, 3.0], [1, 2, 3]),
+    ([0.0, 1.25, 2.0, 3.4], [1, 2, 3]),
+    # A tick rcl skipped: the step after it spans two periods.
+    ([0.0, 1.0, 3.0, 4.0], [1, 3]),
+    # No new state since the last tick: a step of no time, then one of two periods.
+    ([0.0, 1.0, 1.0, 3.0, 4.0], [1, 4]),
+    # More than half a period off either way.
+    ([0.0, 1.6, 2.6, 3.0, 4.0], [2, 4]),
+])
+def test_only_transitions_one_control_period_long_are_stored(
+        stamps: list[float], stored: list[int]) -> None:
+    policy = RecordingPolicy()
+    step = control_step(policy, PERIOD)
+    commands = [step.step(state(t * PERIOD)).command for t in stamps]
+    # Every tick is acted on, and every step is counted, stored or not.
+    assert all(command is not None for command in commands)
+    assert step.episodes.env_steps == len(stamps) - 1
+    assert step.episodes.episode_return == len(stamps) - 1  # the pendulum's 1 per step
+    assert [steps for _, steps in policy.stored] == stored
+    assert step.stats['off_period_steps'] == len(stamps) - 1 - len(stored)
+    for transition, steps in policy.stored:
+        # The stored action is the command sent at the step before: chosen at steps - 1.
+        np.testing.assert_allclose(transition.action, [0.1 * (steps - 1)])
+
+
+def test_a_step_per_robot_step_stores_every_transition_whatever_its_stamps() -> None:
+    # Lockstep sims set the pace themselves; their stamps are the robot's business.
+    policy = RecordingPolicy()
+    step = control_step(policy, 0.0)
+    for t in [0.0, 1.0, 3.0, 3.5, 10.0]:
+        step.step(state(t * PERIOD))
+    assert [steps for _, steps in policy.stored] == [1, 2, 3, 4]
+    assert step.stats['off_period_steps'] == 0
+
+
+def test_an_off_period_step_still_ends_its_episode() -> None:
+    policy = RecordingPolicy()
+    step = control_step(policy, PERIOD)
+    step.step(state(0.0))
+    step.step(state(PERIOD))
+    decision = step.step(state(3 * PERIOD, hinge=0.5))  # late, and the pendulum has fallen
+    # Gymnasium's pendulum: 1 for the step that kept it up, 0 for the one that fell.
+    assert decision.reset and decision.episode_return == 1.0
+    assert policy.returns == [1.0] and [steps for _, steps in policy.stored] == [1]
+    assert step.stats['off_period_steps'] == 1
