@@ -144,13 +144,15 @@ def test_a_silent_source_of_several_trips_the_safe_command_and_names_itself(
                                      'message': s.message} for s in msg.status),
         DIAGNOSTICS_QOS)
     imu_on = [True]
-    clock = [0]
 
-    def robot() -> None:  # a 100 Hz joint_state_broadcaster and IMU
-        clock[0] += 10_000_000
-        joints.publish(joint_state(['hinge'], [0.1], [0.0], [0.0], clock[0]))
+    def robot() -> None:  # a 100 Hz joint_state_broadcaster and IMU, stamped when sampled
+        now = node.get_clock().now().nanoseconds
+        joints.publish(joint_state(['hinge'], [0.1], [0.0], [0.0], now))
         if imu_on[0]:
-            imu.publish(imu_message(0.2, clock[0]))
+            imu.publish(imu_message(0.2, now))
+
+    def unstored() -> int:  # steps a late tick made longer than a period: acted on only
+        return agent.stats['off_period_steps']
 
     try:
         node.create_timer(0.01, robot)
@@ -161,7 +163,9 @@ def test_a_silent_source_of_several_trips_the_safe_command_and_names_itself(
         # The control rate, not the 100 Hz state rate (generous: the machine is shared).
         assert 12.0 <= rate <= 24.0, rate
         steps_before = agent.env_steps
-        assert steps_before > 10 and len(agent.buffer) == steps_before
+        # Every step is stored, but one a late tick (on this shared machine) made longer.
+        assert steps_before > 10 and len(agent.buffer) + unstored() == steps_before
+        assert len(agent.buffer) >= steps_before // 2
 
         imu_on[0] = False
         silenced = time.monotonic()
@@ -178,8 +182,8 @@ def test_a_silent_source_of_several_trips_the_safe_command_and_names_itself(
         stale = [s for s in statuses[since:] if s.get('stale_sources')]
         assert stale and stale[-1]['stale_sources'] == 'imu', statuses[-1:]
         assert 'no valid imu (imu)' in stale[-1]['message']
-        stored = len(agent.buffer)
-        assert agent.env_steps == stored  # nothing stored across the gap
+        stored, late = len(agent.buffer), unstored()
+        assert agent.env_steps == stored + late  # nothing stored across the gap
 
         imu_on[0] = True
         resumed_at = len(commands)
@@ -188,7 +192,7 @@ def test_a_silent_source_of_several_trips_the_safe_command_and_names_itself(
         ros_node.spin_for(1.0)  # trips again: the count below is final
         acted = [m for m in commands.messages[resumed_at:] if m.data[0] != 0.0]
         # A new chain: the first step after the gap stores nothing, each later one a step.
-        assert len(agent.buffer) - stored == len(acted) - 1
+        assert len(agent.buffer) - stored == len(acted) - 1 - (unstored() - late)
     finally:
         stop_agent(ros_node, agent)
 
