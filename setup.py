@@ -8,7 +8,7 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*', 'benchmarks']),
-    package_data={package_name: ['models/*.xml', 'presets.yaml']},
+    package_data={package_name: ['models/*.xml', 'core/presets.yaml']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -25,8 +25,8 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
-            'ddpg-train = ddpg_ros.train:main',
-            'ddpg-eval = ddpg_ros.evaluate:main',
+            'ddpg-train = ddpg_ros.cli.train:main',
+            'ddpg-eval = ddpg_ros.cli.evaluate:main',
             'mujoco_sim = ddpg_ros.ros.mujoco_sim_node:main',
             'ddpg_agent = ddpg_ros.ros.ddpg_agent_node:main',
             'ddpg_learner = ddpg_ros.ros.ddpg_learner_node:main',

@@ -81,10 +81,10 @@ def rate(records: list[dict], key: str, since: float, until: float) -> float:
 def learner_alone(seconds: float) -> dict:
     import torch
 
-    from ddpg_ros.config import DDPGConfig
-    from ddpg_ros.ddpg import DDPG
-    from ddpg_ros.learner import BackgroundLearner
-    from ddpg_ros.replay_buffer import ReplayBuffer
+    from ddpg_ros.core.config import DDPGConfig
+    from ddpg_ros.core.ddpg import DDPG
+    from ddpg_ros.core.learner import BackgroundLearner
+    from ddpg_ros.core.replay_buffer import ReplayBuffer
 
     torch.set_num_threads(1)
     config = DDPGConfig(hidden_sizes=(64, 64), batch_size=64, actor_lr=1e-3, critic_lr=1e-3,
@@ -171,8 +171,8 @@ def fleet_run(domain_id: int, robots: int, args: argparse.Namespace, logs: Path)
 
 
 def ingest_in_process(batch: int, count: int) -> dict:
-    from ddpg_ros.config import DDPGConfig
-    from ddpg_ros.envs import spec_for_task
+    from ddpg_ros.core.config import DDPGConfig
+    from ddpg_ros.sim.envs import spec_for_task
     from ddpg_ros.fleet.learner import FleetLearner
     from ddpg_ros.fleet.settings import LearnerSettings
     from ddpg_ros.fleet.wire import encode_transitions
@@ -203,7 +203,7 @@ def ingest_in_process(batch: int, count: int) -> dict:
 def ingest_over_dds(domain_id: int, args: argparse.Namespace, logs: Path) -> dict:
     from std_msgs.msg import UInt8MultiArray
 
-    from ddpg_ros.envs import spec_for_task
+    from ddpg_ros.sim.envs import spec_for_task
     from ddpg_ros.fleet.wire import decode_policy_header, encode_transitions
     from ddpg_ros.ros.fleet_messages import (POLICY_QOS, POLICY_TOPIC, TRANSITIONS_QOS,
                                              TRANSITIONS_TOPIC, message_parts, to_message)

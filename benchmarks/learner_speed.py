@@ -16,7 +16,7 @@ torch threads, in the same process. Two measurements:
   (ours: ``ReplayBuffer.sample`` + ``DDPG.update``; SB3: ``DDPG.train(gradient_steps=N)``).
 * ``env``: the training loop including HalfCheetah-v5 env steps after ``--warmup`` uniform
   random steps: act + Gaussian noise 0.1 + env step + buffer add + one update per step. Ours
-  is ddpg_ros/train.py's loop body (same calls, no eval/logging); SB3 is
+  is ddpg_ros/cli/train.py's loop body (same calls, no eval/logging); SB3 is
   ``DDPG.learn(block, reset_num_timesteps=False)`` continued block after block.
 
 The machine is shared and noisy, so the learners are interleaved finely: every learner is
@@ -67,11 +67,11 @@ def random_transitions(n: int, seed: int) -> dict[str, np.ndarray]:
 class Ours:
     def __init__(self, fill: dict[str, np.ndarray], warmup: int, env_capacity: int,
                  precision: str = 'float32') -> None:
-        from ddpg_ros.config import DDPGConfig
-        from ddpg_ros.ddpg import DDPG
-        from ddpg_ros.envs import make_env
-        from ddpg_ros.noise import make_noise
-        from ddpg_ros.replay_buffer import ReplayBuffer
+        from ddpg_ros.core.config import DDPGConfig
+        from ddpg_ros.core.ddpg import DDPG
+        from ddpg_ros.sim.envs import make_env
+        from ddpg_ros.core.noise import make_noise
+        from ddpg_ros.core.replay_buffer import ReplayBuffer
 
         def agent_and_buffer(capacity: int):
             config = DDPGConfig(actor_lr=LR, critic_lr=LR, tau=TAU, gamma=GAMMA,
@@ -109,7 +109,7 @@ class Ours:
             self.agent.update(self.buffer.sample(BATCH))
 
     def run_env(self, n: int) -> None:
-        """ddpg_ros/train.py's loop body after learning starts."""
+        """ddpg_ros/cli/train.py's loop body after learning starts."""
         agent, buffer = self.env_agent, self.env_buffer
         for _ in range(n):
             self._env_step(np.clip(agent.act(self.obs) + self.noise(), self.low, self.high))

@@ -100,7 +100,7 @@ def run_ours(args: argparse.Namespace, seed: int, directory: Path,
 
 
 def evaluate_sb3(model, env, episodes: int, seed: int) -> list[float]:
-    """Evaluate as ddpg_ros.evaluation.evaluate does: episode i resets with seed + i."""
+    """Evaluate as ddpg_ros.cli.evaluation.evaluate does: episode i resets with seed + i."""
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)

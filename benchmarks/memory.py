@@ -45,7 +45,7 @@ def main() -> None:
     import gymnasium as gym
     from stable_baselines3.common.buffers import ReplayBuffer as SB3ReplayBuffer
 
-    from ddpg_ros.replay_buffer import ReplayBuffer
+    from ddpg_ros.core.replay_buffer import ReplayBuffer
 
     env = gym.make(ENV_ID)
     obs_dim = env.observation_space.shape[0]

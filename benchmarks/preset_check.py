@@ -2,7 +2,7 @@ r"""
 Do the presets deliver? ``ddpg-train`` with no hyper-parameter flags, per env and seed.
 
 Each run is ``ddpg-train --env ENV --total-steps N --seed S --torch-threads 1
---no-tensorboard``: everything else comes from the env's preset in ``ddpg_ros/presets.yaml``.
+--no-tensorboard``: everything else comes from the env's preset in ``ddpg_ros/core/presets.yaml``.
 The final evaluation (10 noise-free episodes at the last step) of every finished run goes into
 ``benchmarks/results/presets.json`` as soon as it ends, and a markdown table is printed.
 Finished (env, steps, seed) runs are skipped unless ``--force``; runs of one env go one at a
@@ -34,7 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from ddpg_ros.presets import describe, preset_for  # noqa: E402
+from ddpg_ros.core.presets import describe, preset_for  # noqa: E402
 
 DEFAULT_OUT = HERE / 'out' / 'presets'
 DEFAULT_RESULTS = HERE / 'results' / 'presets.json'

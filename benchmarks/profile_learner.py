@@ -44,9 +44,9 @@ OBS_DIM, ACT_DIM, BATCH, LR = 17, 6, 256, 1e-3
 
 
 def make(fused: bool = False, foreach: bool = False, capacity: int = 100_000):
-    from ddpg_ros.config import DDPGConfig
-    from ddpg_ros.ddpg import DDPG
-    from ddpg_ros.replay_buffer import ReplayBuffer
+    from ddpg_ros.core.config import DDPGConfig
+    from ddpg_ros.core.ddpg import DDPG
+    from ddpg_ros.core.replay_buffer import ReplayBuffer
 
     config = DDPGConfig(actor_lr=LR, critic_lr=LR, batch_size=BATCH, hidden_sizes=(256, 256),
                         buffer_size=capacity, device='cpu')
@@ -69,7 +69,7 @@ class PackedSampler:
     """One float32 (capacity, 2 * obs + act + 2) array, one fancy-index gather per batch."""
 
     def __init__(self, buffer) -> None:
-        from ddpg_ros.replay_buffer import Batch
+        from ddpg_ros.core.replay_buffer import Batch
 
         self.Batch = Batch
         self.rows = np.concatenate([buffer.obs, buffer.actions, buffer.rewards[:, None],
@@ -129,7 +129,7 @@ def group(op: str) -> str:
 
 def phases(n: int) -> dict[str, float]:
     """CPU microseconds per update of each phase, mirroring DDPG.update."""
-    from ddpg_ros.ddpg import soft_update
+    from ddpg_ros.core.ddpg import soft_update
 
     agent, buffer = make()
     acc: dict[str, float] = defaultdict(float)

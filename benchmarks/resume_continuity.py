@@ -116,9 +116,9 @@ def resume_point(checkpoint_dir: Path, steps: int) -> Path:
 
 def curve(model: str, checkpoint_dir: Path, episodes: int) -> dict[int, float]:
     """Mean noise-free return of each ``checkpoint_<steps>.pt``, by env steps."""
-    from ddpg_ros.checkpoint import load_checkpoint
-    from ddpg_ros.envs import make_env
-    from ddpg_ros.evaluation import evaluate
+    from ddpg_ros.core.checkpoint import load_checkpoint
+    from ddpg_ros.sim.envs import make_env
+    from ddpg_ros.cli.evaluation import evaluate
 
     env = make_env(model)
     found = {}

@@ -123,7 +123,7 @@ def joint_state(names: list[str], position: Any, velocity: Any, effort: Any,
 
 def ddpg_cli(*args: str, timeout: float = 180.0) -> str:
     """Run ``ddpg-train``/``ddpg-eval`` (by module, with this interpreter); its stdout."""
-    module = {'ddpg-train': 'ddpg_ros.train', 'ddpg-eval': 'ddpg_ros.evaluate'}[args[0]]
+    module = {'ddpg-train': 'ddpg_ros.cli.train', 'ddpg-eval': 'ddpg_ros.cli.evaluate'}[args[0]]
     result = subprocess.run([sys.executable, '-m', module, *args[1:]], capture_output=True,
                             text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -254,11 +254,11 @@ def pytest_configure(config: pytest.Config) -> None:
     the variables are then given back, so that the processes tests start choose for
     themselves, as they would for a user.
     """
-    from ddpg_ros.rendering import select_gl_backend
+    from ddpg_ros.sim.rendering import select_gl_backend
 
     saved = {name: os.environ.get(name) for name in ('MUJOCO_GL', 'PYOPENGL_PLATFORM')}
     select_gl_backend()
-    from ddpg_ros.mujoco_warnings import route_mujoco_warnings
+    from ddpg_ros.sim.mujoco_warnings import route_mujoco_warnings
 
     route_mujoco_warnings()  # imports MuJoCo
     for name, value in saved.items():

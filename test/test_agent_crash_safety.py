@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ddpg_ros.checkpoint import load_checkpoint, remove_stale_temporaries
-from ddpg_ros.replay_buffer import ReplayBuffer
+from ddpg_ros.core.checkpoint import load_checkpoint, remove_stale_temporaries
+from ddpg_ros.core.replay_buffer import ReplayBuffer
 
 from agent_helpers import START_TIMEOUT, agent_command
 from conftest import ProcessGroup, node_command

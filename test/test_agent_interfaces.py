@@ -20,10 +20,10 @@ from sensor_msgs.msg import Imu, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from ddpg_ros.checkpoint import save_checkpoint
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.ddpg import DDPG
-from ddpg_ros.envs import spec_for_task
+from ddpg_ros.core.checkpoint import save_checkpoint
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.ddpg import DDPG
+from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.ros.qos import COMMAND_QOS, STATE_QOS
 from ddpg_ros.tasks import RobotState, Source, Task, make_task
 

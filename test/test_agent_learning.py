@@ -29,9 +29,9 @@ import pytest
 import torch
 from std_srvs.srv import Trigger
 
-from ddpg_ros.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from ddpg_ros.envs import make_env
-from ddpg_ros.evaluation import evaluate
+from ddpg_ros.core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from ddpg_ros.sim.envs import make_env
+from ddpg_ros.cli.evaluation import evaluate
 
 from agent_helpers import REPLY_TIMEOUT, START_TIMEOUT, agent_command, ddpg_cli, \
     eval_mean_return

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpg_ros.checkpoint import load_checkpoint
+from ddpg_ros.core.checkpoint import load_checkpoint
 
 from agent_helpers import START_TIMEOUT, AgentListener, agent_command, ddpg_cli, eval_mean_return
 from conftest import ProcessGroup, RosTestNode, node_command

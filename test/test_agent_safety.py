@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import JointState
 
-from ddpg_ros.checkpoint import CheckpointError, PolicySpec, save_checkpoint
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.ddpg import DDPG
-from ddpg_ros.envs import spec_for_task
+from ddpg_ros.core.checkpoint import CheckpointError, PolicySpec, save_checkpoint
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.ddpg import DDPG
+from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.ros.qos import STATE_QOS
 from ddpg_ros.tasks import make_task
 

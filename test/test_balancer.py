@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.ddpg import DDPG
-from ddpg_ros.noise import make_noise
-from ddpg_ros.replay_buffer import ReplayBuffer
-from ddpg_ros.sim import Simulation
-from ddpg_ros.sim_sensors import SimSensors
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.ddpg import DDPG
+from ddpg_ros.core.noise import make_noise
+from ddpg_ros.core.replay_buffer import ReplayBuffer
+from ddpg_ros.sim.simulation import Simulation
+from ddpg_ros.sim.sensors import SimSensors
 from ddpg_ros.tasks import Balancer, ImuSample, RobotState, make_task
 from ddpg_ros.tasks.balancer import FRAME_SKIP, MODEL_PATH, TIMESTEP
 

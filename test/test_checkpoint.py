@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.checkpoint import (CheckpointError, PolicySpec, load_checkpoint,
-                                 remove_stale_temporaries, save_checkpoint)
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.checkpoint import (CheckpointError, PolicySpec, load_checkpoint,
+                                      remove_stale_temporaries, save_checkpoint)
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.training import CheckpointRotation, CheckpointWriter
-from ddpg_ros.ddpg import DDPG
-from ddpg_ros.replay_buffer import ReplayBuffer
+from ddpg_ros.core.ddpg import DDPG
+from ddpg_ros.core.replay_buffer import ReplayBuffer
 
 SPEC = PolicySpec(task='inverted_pendulum', observation_names=['a', 'b', 'c'],
                   action_names=['slide', 'push'], action_low=[-3.0, -1.0],
@@ -107,9 +107,9 @@ def test_spec_mismatch_names_every_difference() -> None:
 WRITER = textwrap.dedent('''
     import sys
     import numpy as np
-    from ddpg_ros.checkpoint import PolicySpec, save_checkpoint
-    from ddpg_ros.config import DDPGConfig
-    from ddpg_ros.ddpg import DDPG
+    from ddpg_ros.core.checkpoint import PolicySpec, save_checkpoint
+    from ddpg_ros.core.config import DDPGConfig
+    from ddpg_ros.core.ddpg import DDPG
     spec = PolicySpec(task='t', observation_names=['o'] * 17, action_names=['a'] * 6,
                       action_low=[-1.0] * 6, action_high=[1.0] * 6)
     agent = DDPG(17, -np.ones(6), np.ones(6), DDPGConfig(device='cpu'))

@@ -22,10 +22,10 @@ from rclpy.exceptions import ParameterException
 from rclpy.qos import ReliabilityPolicy
 from std_srvs.srv import Trigger
 
-from ddpg_ros.checkpoint import load_checkpoint
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.envs import spec_for_task
-from ddpg_ros.presets import preset_for
+from ddpg_ros.core.checkpoint import load_checkpoint
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.sim.envs import spec_for_task
+from ddpg_ros.core.presets import preset_for
 from ddpg_ros.ros.ddpg_agent_node import AgentSettings
 from ddpg_ros.tasks import make_task
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.ddpg import DDPG, NonFiniteLossError, soft_update
-from ddpg_ros.replay_buffer import Batch
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.ddpg import DDPG, NonFiniteLossError, soft_update
+from ddpg_ros.core.replay_buffer import Batch
 
 GAMMA = 0.9
 

@@ -17,20 +17,20 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.checkpoint import load_checkpoint
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.checkpoint import load_checkpoint
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.episodes import Episodes, Transition
 from ddpg_ros.control.safety import CommandFilter, SafeCommand
 from ddpg_ros.control.settings import AgentSettings
 from ddpg_ros.control.step import ControlStep
-from ddpg_ros.envs import spec_for_task
+from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.fleet.actor import RemoteTraining
 from ddpg_ros.fleet.learner import VERSION_BLOCK, FleetLearner, VersionReservation
 from ddpg_ros.fleet.settings import LearnerSettings
 from ddpg_ros.fleet.wire import (WireError, WireMessage, decode_policy, decode_transitions,
                                  encode_policy, encode_transitions, row_width)
-from ddpg_ros.networks import Actor
-from ddpg_ros.replay_buffer import ReplayBuffer
+from ddpg_ros.core.networks import Actor
+from ddpg_ros.core.replay_buffer import ReplayBuffer
 from ddpg_ros.tasks import RobotState, make_task
 
 TASK = make_task('inverted_pendulum')

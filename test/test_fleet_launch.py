@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.checkpoint import CheckpointError, load_checkpoint
-from ddpg_ros.envs import make_env
-from ddpg_ros.evaluation import evaluate
+from ddpg_ros.core.checkpoint import CheckpointError, load_checkpoint
+from ddpg_ros.sim.envs import make_env
+from ddpg_ros.cli.evaluation import evaluate
 from ddpg_ros.ros.profiles import PROFILES, ProfileError, config_directory
 
 from agent_helpers import ddpg_cli, eval_mean_return

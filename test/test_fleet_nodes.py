@@ -26,7 +26,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 from std_srvs.srv import SetBool, Trigger
 
-from ddpg_ros.envs import spec_for_task
+from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.fleet.wire import decode_policy_header, encode_transitions, row_width
 from ddpg_ros.ros.ddpg_agent_node import DDPGAgentNode
 from ddpg_ros.ros.fleet_messages import (POLICY_QOS, POLICY_TOPIC, TRANSITIONS_QOS,

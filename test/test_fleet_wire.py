@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.envs import spec_for_task
+from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.fleet.wire import (FLOAT32, POLICY_FORMAT, TRANSITIONS_FORMAT, WireError,
                                  WireMessage, decode_policy, decode_policy_header,
                                  decode_transitions, encode_policy, encode_transitions,
                                  row_width)
-from ddpg_ros.networks import Actor
+from ddpg_ros.core.networks import Actor
 from ddpg_ros.tasks import make_task
 
 SPEC = spec_for_task(make_task('inverted_pendulum'))

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.ros.launcher import Launcher
 from ddpg_ros.ros.profiles import MUJOCO_SIM_PARAMETERS, PROFILES, NodeSpec, ProfileError, \
     config_directory, parse_arguments, resolve_profile
@@ -239,16 +239,16 @@ def test_task_config_is_keyed_by_node_and_matches_the_contract(task: str) -> Non
 
 @pytest.mark.parametrize('task', TASKS)
 def test_task_config_leaves_the_hyper_parameters_to_the_task_preset(task: str) -> None:
-    from ddpg_ros.presets import RUN_FIELDS, preset_for
+    from ddpg_ros.core.presets import RUN_FIELDS, preset_for
 
     agent = _ros_parameters(CONFIG / f'{task}.yaml')['ddpg_agent']
     tuned = {f.name for f in dataclasses.fields(DDPGConfig)} - set(RUN_FIELDS)
-    assert not tuned & set(agent), 'one source of hyper-parameters: ddpg_ros/presets.yaml'
+    assert not tuned & set(agent), 'one source of hyper-parameters: ddpg_ros/core/presets.yaml'
     assert preset_for(make_task(task).env_id, required=True)
 
 
 def test_inverted_pendulum_preset_has_the_tuned_hyper_parameters() -> None:
-    from ddpg_ros.presets import preset_for
+    from ddpg_ros.core.presets import preset_for
 
     preset = preset_for('InvertedPendulum-v5', required=True)
     assert {name: preset[name] for name in ('learning_starts', 'actor_lr', 'critic_lr',

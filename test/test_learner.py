@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.ddpg import DDPG
-from ddpg_ros.learner import BackgroundLearner, snapshot_finite
-from ddpg_ros.replay_buffer import Batch, ReplayBuffer
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.ddpg import DDPG
+from ddpg_ros.core.learner import BackgroundLearner, snapshot_finite
+from ddpg_ros.core.replay_buffer import Batch, ReplayBuffer
 
 OBS_DIM = 2
 LOW, HIGH = np.array([-1.0]), np.array([1.0])

@@ -25,9 +25,9 @@ from ddpg_ros.ros.mujoco_sim_node import SimSettings
 from ddpg_ros.ros.profiles import MUJOCO_SIM_PARAMETERS
 from ddpg_ros.ros.sim_publishers import (array_message, imu_message, odometry_message,
                                          pose_message, stamp_message)
-from ddpg_ros.rendering import RenderSettings
+from ddpg_ros.sim.rendering import RenderSettings
 from ddpg_ros.ros.qos import CLOCK_QOS, COMMAND_QOS, IMAGE_QOS, STATE_QOS
-from ddpg_ros.sim import Simulation
+from ddpg_ros.sim.simulation import Simulation
 from ddpg_ros.tasks import RobotState, Task, make_task
 from ddpg_ros.tasks.sources import Source
 

@@ -24,7 +24,7 @@ def run_python(code: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 def test_making_a_half_cheetah_env_logs_the_warning_once_and_writes_no_file(
         tmp_path: Path) -> None:
     # ddpg-train and ddpg-eval make their envs with make_env.
-    code = ('from ddpg_ros.envs import make_env\n'
+    code = ('from ddpg_ros.sim.envs import make_env\n'
             'for _ in range(2):\n'
             "    make_env('HalfCheetah-v5').close()\n"
             "print('made')\n")
@@ -38,7 +38,8 @@ def test_making_a_half_cheetah_env_logs_the_warning_once_and_writes_no_file(
 
 
 def test_a_simulation_of_half_cheetah_writes_no_file(tmp_path: Path) -> None:
-    code = ("from ddpg_ros.sim import Simulation\nSimulation('HalfCheetah-v5').close()\n")
+    code = ('from ddpg_ros.sim.simulation import Simulation\n'
+            "Simulation('HalfCheetah-v5').close()\n")
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -51,7 +52,7 @@ def test_ddpg_train_on_half_cheetah_writes_no_file_in_its_working_directory(
     work = tmp_path / 'work'
     work.mkdir()
     result = subprocess.run(
-        [sys.executable, '-m', 'ddpg_ros.train', '--env', 'HalfCheetah-v5',
+        [sys.executable, '-m', 'ddpg_ros.cli.train', '--env', 'HalfCheetah-v5',
          '--total-steps', '40', '--learning-starts', '20', '--batch-size', '8',
          '--hidden-sizes', '8', '8', '--eval-every', '40', '--eval-episodes', '1',
          '--no-tensorboard', '--no-progress', '--torch-threads', '1', '--out', str(out)],
@@ -66,7 +67,7 @@ def test_each_distinct_warning_reaches_the_sink_once(tmp_path: Path) -> None:
     # simulation at two different times (the text differs only in its numbers).
     code = '''
 import json, mujoco
-from ddpg_ros.mujoco_warnings import route_mujoco_warnings
+from ddpg_ros.sim.mujoco_warnings import route_mujoco_warnings
 lines = []
 route_mujoco_warnings(lines.append)
 route_mujoco_warnings()  # a later call without a sink keeps this one

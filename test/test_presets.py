@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ddpg_ros.checkpoint import load_checkpoint
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.presets import (PRESET_FIELDS, PRESETS_FILE, config_kwargs_for_task, describe,
-                              env_id_for_task, load_presets, preset_for, preset_names)
-from ddpg_ros.train import main as train_main
+from ddpg_ros.core.checkpoint import load_checkpoint
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.presets import (PRESET_FIELDS, PRESETS_FILE, config_kwargs_for_task, describe,
+                                   env_id_for_task, load_presets, preset_for, preset_names)
+from ddpg_ros.cli.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ('InvertedPendulum-v5', 'HalfCheetah-v5', 'Hopper-v5', 'Walker2d-v5', 'Ant-v5')

@@ -15,9 +15,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from ddpg_ros.rendering import (FrameRenderer, RenderLoop, RenderSettings, choose_gl_backend,
-                                copy_state, make_camera, select_gl_backend)
-from ddpg_ros.sim import Simulation
+from ddpg_ros.sim.rendering import (FrameRenderer, RenderLoop, RenderSettings, choose_gl_backend,
+                                    copy_state, make_camera, select_gl_backend)
+from ddpg_ros.sim.simulation import Simulation
 
 WIDTH, HEIGHT = 160, 120
 

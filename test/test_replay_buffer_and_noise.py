@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.noise import GaussianNoise, NoNoise, OrnsteinUhlenbeckNoise, make_noise
-from ddpg_ros.replay_buffer import ReplayBuffer
+from ddpg_ros.core.noise import GaussianNoise, NoNoise, OrnsteinUhlenbeckNoise, make_noise
+from ddpg_ros.core.replay_buffer import ReplayBuffer
 
 
 def _fill(buffer: ReplayBuffer, count: int, start: int = 0) -> None:

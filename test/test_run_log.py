@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpg_ros.run_log import CSV_FIELDS, BackgroundRunLog, RunLog, prepare_output_dir
+from ddpg_ros.core.run_log import CSV_FIELDS, BackgroundRunLog, RunLog, prepare_output_dir
 
 from agent_helpers import agent_command
 from conftest import ProcessGroup

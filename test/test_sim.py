@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from ddpg_ros.sim import Simulation, command_interface
+from ddpg_ros.sim.simulation import Simulation, command_interface
 
 # A free body (skipped: not 1-DoF) comes first, so joint arrays must be gathered by address,
 # not by position in qpos. One joint and one motor are unnamed; one motor has no ctrlrange.
@@ -218,7 +218,7 @@ def test_mjcf_without_keyframe_resets_to_qpos0(tiny: str) -> None:
 
 def test_render_returns_an_image(tiny: str) -> None:
     # A fresh process: the OpenGL backend is chosen when mujoco is first imported.
-    code = ('import sys; from ddpg_ros.sim import Simulation; '
+    code = ('import sys; from ddpg_ros.sim.simulation import Simulation; '
             'image = Simulation(sys.argv[1]).render(64, 48); print(image.shape, image.dtype)')
     result = subprocess.run([sys.executable, '-c', code, tiny], capture_output=True,
                             text=True, timeout=60, env={**os.environ, 'MUJOCO_GL': 'egl'},
@@ -233,7 +233,8 @@ def test_core_modules_import_without_ros() -> None:
     code = ('import sys\n'
             "for name in ('rclpy', 'sensor_msgs', 'std_msgs', 'rosgraph_msgs'):\n"
             '    sys.modules[name] = None\n'
-            'import ddpg_ros.sim, ddpg_ros.sim_settings, ddpg_ros.tasks, ddpg_ros.tasks.examples\n'
+            'import ddpg_ros.sim.simulation, ddpg_ros.sim.settings\n'
+            'import ddpg_ros.tasks, ddpg_ros.tasks.examples\n'
             "ddpg_ros.tasks.make_task('ddpg_ros.tasks.examples:ReachTarget')\n")
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=60,

@@ -6,7 +6,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from ddpg_ros.sim_sensors import (SimSensors, contact_forces, find_imu_site, free_root_joint,
+from ddpg_ros.sim.sensors import (SimSensors, contact_forces, find_imu_site, free_root_joint,
                                   imu, joint_states, root_odometry, root_pose)
 from ddpg_ros.tasks import RobotState, Source, Task
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ddpg_ros.sim_settings import SimReport, SimSettings, SimStats, pacing
+from ddpg_ros.sim.settings import SimReport, SimSettings, SimStats, pacing
 
 
 def test_defaults_keep_one_state_per_control_period_at_wall_speed() -> None:

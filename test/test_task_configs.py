@@ -5,10 +5,10 @@ from typing import Any
 
 import yaml
 
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.presets import preset_for
-from ddpg_ros.sim import Simulation
-from ddpg_ros.sim_sensors import SimSensors
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.presets import preset_for
+from ddpg_ros.sim.simulation import Simulation
+from ddpg_ros.sim.sensors import SimSensors
 from ddpg_ros.tasks import make_task
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from ddpg_ros.sim import Simulation
-from ddpg_ros.sim_sensors import SimSensors
+from ddpg_ros.sim.simulation import Simulation
+from ddpg_ros.sim.sensors import SimSensors
 from ddpg_ros.tasks import (AntOnRobot, Hopper, RobotState, Task, available_tasks, make_task,
                             task_for_env_id, validate_task)
 from ddpg_ros.tasks.examples import MODEL_PATH, ReachPoint, ReachTarget

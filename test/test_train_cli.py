@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpg_ros.checkpoint import load_checkpoint
+from ddpg_ros.core.checkpoint import load_checkpoint
 
 # The stated learning promise: InvertedPendulum-v5, seed 0, one torch thread, reaches the
 # maximum noise-free return of 1000 within 15,000 environment steps (about a minute on a
@@ -26,7 +26,7 @@ def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedP
 
 
 def _train(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return _cli('ddpg_ros.train', '--out', str(out), '--no-progress', *args, timeout=timeout)
+    return _cli('ddpg_ros.cli.train', '--out', str(out), '--no-progress', *args, timeout=timeout)
 
 
 def _train_pendulum(out: Path, *extra: str) -> Path:
@@ -91,7 +91,7 @@ def test_writes_every_output(pendulum_run: Path) -> None:
 
 
 def test_eval_reports_the_return_on_its_last_line(pendulum_run: Path) -> None:
-    result = _cli('ddpg_ros.evaluate', '--checkpoint', str(pendulum_run / 'best.pt'),
+    result = _cli('ddpg_ros.cli.evaluate', '--checkpoint', str(pendulum_run / 'best.pt'),
                   '--env', 'InvertedPendulum-v5', '--episodes', '3', '--seed', '7')
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
@@ -105,7 +105,7 @@ def test_eval_renders_a_gif_offscreen(pendulum_run: Path, tmp_path: Path) -> Non
     video = tmp_path / 'rollout.gif'
     env = {k: v for k, v in os.environ.items() if k not in ('MUJOCO_GL', 'DISPLAY')}
     result = subprocess.run(
-        [sys.executable, '-m', 'ddpg_ros.evaluate', '--checkpoint',
+        [sys.executable, '-m', 'ddpg_ros.cli.evaluate', '--checkpoint',
          str(pendulum_run / 'checkpoint.pt'), '--episodes', '1', '--video', str(video),
          '--width', '64', '--height', '48'],
         capture_output=True, text=True, timeout=600, env=env)
@@ -196,11 +196,11 @@ def test_train_bad_input_is_one_clear_line(tmp_path: Path, args, message) -> Non
 
 def test_eval_refuses_missing_and_mismatched_checkpoints(pendulum_run: Path,
                                                          tmp_path: Path) -> None:
-    missing = _cli('ddpg_ros.evaluate', '--checkpoint', str(tmp_path / 'nope.pt'))
+    missing = _cli('ddpg_ros.cli.evaluate', '--checkpoint', str(tmp_path / 'nope.pt'))
     assert missing.returncode == 2 and 'Traceback' not in missing.stderr
     assert f'checkpoint {tmp_path / "nope.pt"} does not exist' in missing.stderr
 
-    mismatch = _cli('ddpg_ros.evaluate', '--checkpoint', str(pendulum_run / 'checkpoint.pt'),
+    mismatch = _cli('ddpg_ros.cli.evaluate', '--checkpoint', str(pendulum_run / 'checkpoint.pt'),
                     '--env', 'HalfCheetah-v5')
     assert mismatch.returncode == 2 and 'Traceback' not in mismatch.stderr
     line = mismatch.stderr.strip().splitlines()[-1]

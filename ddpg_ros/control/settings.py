@@ -23,7 +23,7 @@ class AgentSettings:
     task: str = 'inverted_pendulum'
     """Built-in task name or package.module:ClassName."""
     preset: str = ''
-    """Defaults of the DDPG hyper-parameters: an env id of ddpg_ros/presets.yaml; '' = the
+    """Defaults of the DDPG hyper-parameters: an env id of ddpg_ros/core/presets.yaml; '' = the
     task's env id, 'none' = DDPGConfig's defaults. Parameters set for the node override."""
     load_checkpoint: str = ''
     """Checkpoint to resume (train) or to run (deploy); '' = none."""
@@ -128,12 +128,12 @@ def resolve_preset(name: str, task: Any) -> tuple[str, dict[str, Any]]:
     """
     Return the preset a node's ``preset`` parameter selects, and its DDPGConfig arguments.
 
-    :param name: an env id of ``ddpg_ros/presets.yaml``; ``''`` = the task's env id (no
+    :param name: an env id of ``ddpg_ros/core/presets.yaml``; ``''`` = the task's env id (no
         preset if it has none); ``'none'`` = DDPGConfig's defaults.
     :return: the preset's name (``''`` for none) and its keyword arguments.
     :raises ValueError: an unknown preset name, naming it and the known ones.
     """
-    from ddpg_ros.presets import NO_PRESET, preset_for
+    from ddpg_ros.core.presets import NO_PRESET, preset_for
 
     if name == NO_PRESET:
         return '', {}
@@ -151,7 +151,7 @@ def preset_report(name: str, preset: dict[str, Any], config: Any) -> str:
     """Return the log line that says where the hyper-parameters came from."""
     import dataclasses
 
-    from ddpg_ros.config import DDPGConfig
+    from ddpg_ros.core.config import DDPGConfig
 
     base = DDPGConfig(**preset)
     overridden = [f'{f.name}={getattr(config, f.name)}' for f in dataclasses.fields(config)

@@ -27,18 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddpg_ros.checkpoint import (PolicySpec, load_checkpoint, random_states,
-                                 remove_stale_temporaries, restore_random_states,
-                                 save_checkpoint)
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.checkpoint import (PolicySpec, load_checkpoint, random_states,
+                                      remove_stale_temporaries, restore_random_states,
+                                      save_checkpoint)
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.episodes import Episodes, Transition
 from ddpg_ros.control.settings import AgentSettings
-from ddpg_ros.ddpg import DDPG
-from ddpg_ros.learner import BackgroundLearner, snapshot_finite
-from ddpg_ros.networks import Actor
-from ddpg_ros.noise import make_noise
-from ddpg_ros.replay_buffer import ReplayBuffer
-from ddpg_ros.run_log import BackgroundRunLog, prepare_output_dir
+from ddpg_ros.core.ddpg import DDPG
+from ddpg_ros.core.learner import BackgroundLearner, snapshot_finite
+from ddpg_ros.core.networks import Actor
+from ddpg_ros.core.noise import make_noise
+from ddpg_ros.core.replay_buffer import ReplayBuffer
+from ddpg_ros.core.run_log import BackgroundRunLog, prepare_output_dir
 from ddpg_ros.tasks import Task
 
 Log = Callable[[str], None]

@@ -33,14 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddpg_ros.checkpoint import PolicySpec
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.checkpoint import PolicySpec
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.episodes import Transition
 from ddpg_ros.control.settings import AgentSettings
 from ddpg_ros.control.training import policy_action
 from ddpg_ros.fleet.wire import (ReceivedPolicy, WireError, WireMessage, decode_policy,
                                  decode_policy_header, encode_transitions, row_width)
-from ddpg_ros.noise import make_noise
+from ddpg_ros.core.noise import make_noise
 from ddpg_ros.tasks import Task
 
 Log = Callable[[str], None]

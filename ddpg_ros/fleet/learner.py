@@ -35,20 +35,20 @@ from typing import Any
 
 import numpy as np
 
-from ddpg_ros.checkpoint import (PolicySpec, load_checkpoint, random_states,
-                                 remove_stale_temporaries, restore_random_states)
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.checkpoint import (PolicySpec, load_checkpoint, random_states,
+                                      remove_stale_temporaries, restore_random_states)
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.episodes import RETURN_WINDOW
 from ddpg_ros.control.training import CheckpointedRun, CheckpointRotation, CheckpointWriter
-from ddpg_ros.ddpg import DDPG
+from ddpg_ros.core.ddpg import DDPG
 from ddpg_ros.fleet.ledger import ActorLedger
 from ddpg_ros.fleet.settings import LATEST, LearnerSettings
 from ddpg_ros.fleet.wire import (TransitionBatch, WireError, WireMessage, decode_transitions,
                                  encode_policy)
-from ddpg_ros.learner import BackgroundLearner
-from ddpg_ros.networks import Actor
-from ddpg_ros.replay_buffer import ReplayBuffer, write_snapshot
-from ddpg_ros.run_log import BackgroundRunLog, prepare_output_dir
+from ddpg_ros.core.learner import BackgroundLearner
+from ddpg_ros.core.networks import Actor
+from ddpg_ros.core.replay_buffer import ReplayBuffer, write_snapshot
+from ddpg_ros.core.run_log import BackgroundRunLog, prepare_output_dir
 from ddpg_ros.tasks import Task
 
 Log = Callable[[str], None]

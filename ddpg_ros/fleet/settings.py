@@ -19,7 +19,7 @@ class LearnerSettings:
     task: str = 'inverted_pendulum'
     """Built-in task name or package.module:ClassName: the spec every actor must share."""
     preset: str = ''
-    """Defaults of the DDPG hyper-parameters: an env id of ddpg_ros/presets.yaml; '' = the
+    """Defaults of the DDPG hyper-parameters: an env id of ddpg_ros/core/presets.yaml; '' = the
     task's env id, 'none' = DDPGConfig's defaults. Parameters set for the node override."""
     run_id: str = ''
     """Run every actor must belong to; '' = the resumed checkpoint's, or a new one (task and

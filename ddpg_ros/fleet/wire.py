@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddpg_ros.checkpoint import PolicySpec
-from ddpg_ros.networks import Actor
+from ddpg_ros.core.checkpoint import PolicySpec
+from ddpg_ros.core.networks import Actor
 
 TRANSITIONS_FORMAT = 'ddpg_ros/transitions'
 POLICY_FORMAT = 'ddpg_ros/policy'

@@ -11,13 +11,19 @@ and checkpoints not written.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock
 
-if TYPE_CHECKING:
-    from ddpg_ros.ros.ddpg_agent_node import DDPGAgentNode
+from ddpg_ros.control.loop import ControlLoop
+from ddpg_ros.control.settings import AgentSettings
+from ddpg_ros.control.step import ControlStep
+from ddpg_ros.control.training import Deployment, LocalTraining
+from ddpg_ros.fleet.actor import RemoteTraining
+from ddpg_ros.ros.interfaces import CommandPublisher
+from ddpg_ros.tasks import Task
 
 LATENCY_WINDOW = 1000
 """Commands over which the action latency percentiles are taken."""
@@ -56,13 +62,39 @@ class LatencyWindow:
                 'update_wait_mean_ms': f'{wait:.3f}'}
 
 
+class AgentView(Protocol):
+    """
+    What the status reads of an agent.
+
+    :class:`~ddpg_ros.ros.ddpg_agent_node.DDPGAgentNode` is one; naming the parts here
+    instead of importing the node keeps the dependency one way: the node uses this module.
+    """
+
+    settings: AgentSettings
+    task: Task
+    policy: LocalTraining | Deployment | RemoteTraining
+    control: ControlStep
+    loop: ControlLoop
+    commands: CommandPublisher
+    latency: LatencyWindow
+    last_problem: str
+    states_received: int
+
+    @property
+    def stats(self) -> dict[str, int]: ...
+
+    def get_name(self) -> str: ...
+
+    def get_clock(self) -> Clock: ...
+
+
 class AgentStatus:
     """Builds the agent's ``/diagnostics`` entry; warnings count what is new since the last."""
 
     def __init__(self) -> None:
         self._reported: dict[str, int] = {}
 
-    def diagnostics(self, agent: DDPGAgentNode) -> DiagnosticArray:
+    def diagnostics(self, agent: AgentView) -> DiagnosticArray:
         """Return the agent's status: counters, learning, latency, and what is wrong."""
         stats = agent.stats
         fresh = {k: v - self._reported.get(k, 0) for k, v in stats.items()}
@@ -117,7 +149,7 @@ class AgentStatus:
         return array
 
 
-def progress_line(agent: DDPGAgentNode) -> str:
+def progress_line(agent: AgentView) -> str:
     """Return one line of progress for whoever watches the terminal of a long run."""
     episodes = agent.control.episodes
     line = f'steps {episodes.env_steps}  episodes {episodes.episodes}'
@@ -133,7 +165,7 @@ def progress_line(agent: DDPGAgentNode) -> str:
     return line
 
 
-def ready_line(agent: DDPGAgentNode) -> str:
+def ready_line(agent: AgentView) -> str:
     """Return the line that says what the agent reads, commands and runs on."""
     settings, task = agent.settings, agent.task
     resumed = agent.policy.counters['env_steps']

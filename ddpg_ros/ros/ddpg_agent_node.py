@@ -24,7 +24,7 @@ from rclpy.node import Node
 from std_msgs.msg import Float64
 from std_srvs.srv import SetBool, Trigger
 
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.episodes import Episodes
 from ddpg_ros.control.loop import ControlLoop, LoopActions
 from ddpg_ros.control.safety import CommandFilter, SafeCommand
@@ -32,7 +32,7 @@ from ddpg_ros.control.sampling import LatestSamples
 from ddpg_ros.control.settings import AgentSettings, preset_report, resolve_preset
 from ddpg_ros.control.step import ControlStep
 from ddpg_ros.control.training import LocalTraining
-from ddpg_ros.envs import spec_for_task
+from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.ros.agent_status import AgentStatus, LatencyWindow, progress_line, ready_line
 from ddpg_ros.ros.episode_reset import EpisodeReset, steady_clock
 from ddpg_ros.ros.interfaces import (CommandPublisher, message_type, sample_reader,

@@ -23,9 +23,9 @@ from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 from std_srvs.srv import SetBool, Trigger
 
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.settings import preset_report, resolve_preset
-from ddpg_ros.envs import spec_for_task
+from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.fleet.learner import FleetLearner
 from ddpg_ros.fleet.settings import LearnerSettings
 from ddpg_ros.fleet.wire import WireError

@@ -5,13 +5,14 @@ It publishes what a robot's broadcasters would, all stamped alike with sim time
 (:mod:`ddpg_ros.ros.sim_publishers`): ``joint_states``; ``odom``, ``root_pose`` and
 ``contact_forces`` for a free-floating root; ``imu`` for a model with an IMU site; then
 ``/clock``. Commands come in on the topic of the model's actuator kind, as ros2_control's
-forward command controllers take them (:func:`ddpg_ros.sim.command_interface`). ``~/reset``
-starts a new seeded episode, ``/diagnostics`` reports once a second, ``~/image`` carries
-pictures at ``image_rate`` while anyone subscribes (:mod:`ddpg_ros.rendering`).
+forward command controllers take them
+(:func:`ddpg_ros.sim.simulation.command_interface`). ``~/reset`` starts a new seeded episode,
+``/diagnostics`` reports once a second, ``~/image`` carries pictures at ``image_rate`` while
+anyone subscribes (:mod:`ddpg_ros.sim.rendering`).
 
 ``lockstep`` advances one control period per command, then publishes, so the agent sets the
 pace. ``realtime`` advances on the wall clock at ``state_rate`` states per sim second and
-``real_time_factor`` times the wall clock's speed (:mod:`ddpg_ros.sim_settings`), holding
+``real_time_factor`` times the wall clock's speed (:mod:`ddpg_ros.sim.settings`), holding
 the last command and applying zero after ``command_timeout`` s of sim time without one.
 
 Stamps never go back: a reset advances them by one tick, so every new state is strictly
@@ -39,14 +40,14 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from ddpg_ros.mujoco_warnings import route_mujoco_warnings
-from ddpg_ros.rendering import (TRACKING_CAMERA, RenderingError, RenderLoop, RenderSettings,
-                                copy_state, make_camera, select_gl_backend)
+from ddpg_ros.sim.mujoco_warnings import route_mujoco_warnings
+from ddpg_ros.sim.rendering import (TRACKING_CAMERA, RenderingError, RenderLoop, RenderSettings,
+                                    copy_state, make_camera, select_gl_backend)
 from ddpg_ros.ros.conversions import rgb_image
 from ddpg_ros.ros.interfaces import COMMAND_TOPICS
 from ddpg_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, IMAGE_QOS
 from ddpg_ros.ros.sim_publishers import StatePublishers
-from ddpg_ros.sim_settings import SimReport, SimSettings, SimStats, pacing
+from ddpg_ros.sim.settings import SimReport, SimSettings, SimStats, pacing
 
 NODE_NAME = 'mujoco_sim'
 REPUBLISH_PERIOD = 0.5
@@ -64,10 +65,10 @@ def _steady_clock() -> Clock:
 
 class MujocoSimNode(Node):
     """
-    Steps a :class:`~ddpg_ros.sim.Simulation` and publishes its state.
+    Steps a :class:`~ddpg_ros.sim.simulation.Simulation` and publishes its state.
 
     :raises ValueError: a parameter is invalid or the model cannot be loaded.
-    :raises ddpg_ros.rendering.RenderingError: pictures were asked for and OpenGL fails.
+    :raises ddpg_ros.sim.rendering.RenderingError: pictures were asked for and OpenGL fails.
     :raises rclpy.exceptions.ParameterException: a parameter override has the wrong type.
     """
 
@@ -78,7 +79,7 @@ class MujocoSimNode(Node):
         # MuJoCo fixes its OpenGL backend when first imported, which is just below.
         gl = select_gl_backend() if self._render_settings.image_rate > 0.0 else ''
         route_mujoco_warnings(self.get_logger().warning)
-        from ddpg_ros.sim import Simulation, command_interface
+        from ddpg_ros.sim.simulation import Simulation, command_interface
 
         self._sim = sim = Simulation(settings.model, seed=settings.seed,
                                      frame_skip=settings.frame_skip or None,

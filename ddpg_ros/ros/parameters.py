@@ -9,7 +9,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from ddpg_ros.config import field_docs
+from ddpg_ros.core.config import field_docs
 
 
 def declare_fields(node: Node, cls: type, defaults: Any) -> dict[str, Any]:

@@ -294,7 +294,7 @@ def train_fleet_nodes(values: dict[str, str]) -> list[NodeSpec]:
     """
     import dataclasses
 
-    from ddpg_ros.config import DDPGConfig
+    from ddpg_ros.core.config import DDPGConfig
     from ddpg_ros.fleet.settings import LearnerSettings
 
     values = dict(values)

@@ -23,8 +23,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
-from ddpg_ros.checkpoint import PolicySpec
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.checkpoint import PolicySpec
+from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.settings import AgentSettings
 from ddpg_ros.control.training import Deployment, LocalTraining
 from ddpg_ros.fleet.actor import RemoteTraining

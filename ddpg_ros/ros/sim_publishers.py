@@ -109,7 +109,7 @@ class StatePublishers:
     :param node: the node that publishes.
     :param sensor_topics: the kind of sample on each topic besides ``joint_states``
         (``{'odom': 'odometry', 'imu': 'imu', ...}``, see
-        :attr:`ddpg_ros.sim_sensors.SimSensors.topics`).
+        :attr:`ddpg_ros.sim.sensors.SimSensors.topics`).
     :param joint_names: the names on ``joint_states``.
     :param imu_frame: ``frame_id`` of ``imu`` messages.
     :param publish_clock: also publish the stamp on ``/clock``.

@@ -13,7 +13,7 @@ Two quantities of Gymnasium's Ant exist only inside a simulator:
   body (MuJoCo's ``cfrc_ext[1:]``, 78 values) and the reward subtracts a cost on it. No robot
   measures a wrench on every link. :class:`Ant` reads them from an ``array`` source
   ``contact_forces`` that ``mujoco_sim`` publishes for models with a free root
-  (:func:`ddpg_ros.sim_sensors.contact_forces`): without them neither the observation nor
+  (:func:`ddpg_ros.sim.sensors.contact_forces`): without them neither the observation nor
   the reward could match, and a policy trained in Gymnasium could not run through ROS.
 - **The pose progress is measured by.** Gymnasium takes the forward velocity from the
   torso's ``data.body(1).xpos`` before and after a step, not from ``qpos``. MuJoCo computes
@@ -21,7 +21,7 @@ Two quantities of Gymnasium's Ant exist only inside a simulator:
   RK4, so after a step it holds the torso's position at the last Runge-Kutta stage: about
   1e-4 m away from the true position, which moves the per-step forward reward by up to
   ~1e-2. No odometry can reproduce it, so :class:`Ant` reads it from a ``pose`` source
-  ``root_pose`` (:func:`ddpg_ros.sim_sensors.root_pose`), as a motion-capture system would
+  ``root_pose`` (:func:`ddpg_ros.sim.sensors.root_pose`), as a motion-capture system would
   report the torso. The episode sums telescope, so returns differ only by the last lag.
 
 Both are required sources of :class:`Ant`, which therefore matches Gymnasium exactly but runs

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ddpg_ros.checkpoint import load_checkpoint
-from ddpg_ros.cli import run_cli
-from ddpg_ros.envs import make_env, spec_for_env
-from ddpg_ros.evaluation import evaluate, write_gif
+from ddpg_ros.core.checkpoint import load_checkpoint
+from ddpg_ros.cli.common import run_cli
+from ddpg_ros.sim.envs import make_env, spec_for_env
+from ddpg_ros.cli.evaluation import evaluate, write_gif
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -100,7 +100,7 @@ class RunLog:
 
         :raises OSError: the PNG cannot be written.
         """
-        from ddpg_ros.plotting import plot_learning_curve
+        from ddpg_ros.core.plotting import plot_learning_curve
 
         self._csv_file.flush()
         try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from ddpg_ros.checkpoint import PolicySpec
-from ddpg_ros.mujoco_warnings import route_mujoco_warnings
+from ddpg_ros.core.checkpoint import PolicySpec
+from ddpg_ros.sim.mujoco_warnings import route_mujoco_warnings
 
 
 def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:

@@ -9,7 +9,7 @@ installs MuJoCo's user warning handler instead: each distinct warning goes once 
 do about it, and no file is written.
 
 MuJoCo is imported inside the function, not at the top: it picks its OpenGL backend when first
-imported, which :func:`ddpg_ros.rendering.select_gl_backend` may still have to do.
+imported, which :func:`ddpg_ros.sim.rendering.select_gl_backend` may still have to do.
 """
 
 from __future__ import annotations

@@ -20,18 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddpg_ros.checkpoint import (Checkpoint, load_checkpoint, random_states,
-                                 restore_random_states, save_checkpoint)
-from ddpg_ros.cli import add_config_arguments, config_from_args, given_config_values, run_cli
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.ddpg import DDPG
-from ddpg_ros.envs import make_env, spec_for_env
-from ddpg_ros.evaluation import evaluate
-from ddpg_ros.noise import make_noise
-from ddpg_ros.presets import (NO_PRESET, PRESETS_FILE, RUN_FIELDS, describe, preset_for,
-                              preset_names)
-from ddpg_ros.replay_buffer import ReplayBuffer
-from ddpg_ros.run_log import RunLog, prepare_output_dir
+from ddpg_ros.core.checkpoint import (Checkpoint, load_checkpoint, random_states,
+                                      restore_random_states, save_checkpoint)
+from ddpg_ros.cli.common import (add_config_arguments, config_from_args, given_config_values,
+                                 run_cli)
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.ddpg import DDPG
+from ddpg_ros.sim.envs import make_env, spec_for_env
+from ddpg_ros.cli.evaluation import evaluate
+from ddpg_ros.core.noise import make_noise
+from ddpg_ros.core.presets import (NO_PRESET, PRESETS_FILE, RUN_FIELDS, describe, preset_for,
+                                   preset_names)
+from ddpg_ros.core.replay_buffer import ReplayBuffer
+from ddpg_ros.core.run_log import RunLog, prepare_output_dir
 
 
 @dataclass

@@ -7,7 +7,7 @@ period and reset distribution are Gymnasium's exactly. Given an MJCF file, it lo
 model and resets to keyframe 0 (or ``qpos0`` without keyframes).
 
 What a robot driver would publish besides joint states (odometry of a free-floating root
-body, an IMU) is read by :class:`ddpg_ros.sim_sensors.SimSensors`, which every simulation
+body, an IMU) is read by :class:`ddpg_ros.sim.sensors.SimSensors`, which every simulation
 carries as ``sensors``. How it is commanded follows from its actuators
 (:func:`command_interface`): motors take efforts, position servos positions, velocity
 servos velocities, as ros2_control's forward command controllers do.
@@ -24,8 +24,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from ddpg_ros.mujoco_warnings import route_mujoco_warnings
-from ddpg_ros.sim_sensors import SimSensors
+from ddpg_ros.sim.mujoco_warnings import route_mujoco_warnings
+from ddpg_ros.sim.sensors import SimSensors
 
 ACTUATOR_INTERFACES = ('effort', 'position', 'velocity')
 """The command interfaces a simulation's actuators can take (INTERFACE.md section 7)."""
@@ -42,7 +42,7 @@ def _is_mjcf_path(model: str) -> bool:
     return model.lower().endswith('.xml') or os.path.isfile(model)
 
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def resolve_model_path(path: str) -> str:

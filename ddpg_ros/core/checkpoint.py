@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.ddpg import DDPG
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.ddpg import DDPG
 
 FORMAT = 'ddpg_ros.checkpoint'
 VERSION = 1

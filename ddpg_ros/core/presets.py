@@ -1,7 +1,7 @@
 """
 Tuned DDPG hyper-parameters per Gymnasium environment, read from ``presets.yaml``.
 
-A preset maps :class:`ddpg_ros.config.DDPGConfig` field names to values, as
+A preset maps :class:`ddpg_ros.core.config.DDPGConfig` field names to values, as
 rl-baselines3-zoo's ``hyperparams/*.yml`` do for Stable-Baselines3. ``ddpg-train`` starts
 from the preset of its ``--env``; ``ddpg_agent`` from the preset of its task's env id.
 Nothing here imports ROS.
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ddpg_ros.config import DDPGConfig
+from ddpg_ros.core.config import DDPGConfig
 
 PRESETS_FILE = Path(__file__).with_name('presets.yaml')
 """The presets shipped with the package."""
@@ -79,7 +79,7 @@ def load_presets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """
     Return every preset of a presets file, validated, keyed by env id.
 
-    :param path: a YAML file shaped as ``ddpg_ros/presets.yaml``; ``None`` for that file.
+    :param path: a YAML file shaped as ``ddpg_ros/core/presets.yaml``; ``None`` for that file.
     :raises ValueError: a malformed file, or a preset with an unknown key, a wrong type or a
         value DDPGConfig refuses; one line naming the preset, the key and the value.
     :raises FileNotFoundError: ``path`` does not exist.

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddpg_ros.config import DDPGConfig
-from ddpg_ros.networks import Actor, Critic
-from ddpg_ros.replay_buffer import Batch
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.networks import Actor, Critic
+from ddpg_ros.core.replay_buffer import Batch
 
 
 class NonFiniteLossError(RuntimeError):

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ddpg_ros.config import DDPGConfig, field_docs
+from ddpg_ros.core.config import DDPGConfig, field_docs
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, preset_note: str = '') -> None:

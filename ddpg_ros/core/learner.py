@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from ddpg_ros.ddpg import DDPG, NonFiniteLossError, UpdateInfo
-from ddpg_ros.networks import Actor
-from ddpg_ros.replay_buffer import Batch, ReplayBuffer
+from ddpg_ros.core.ddpg import DDPG, NonFiniteLossError, UpdateInfo
+from ddpg_ros.core.networks import Actor
+from ddpg_ros.core.replay_buffer import Batch, ReplayBuffer
 
 UpdateFn = Callable[[Batch], UpdateInfo]
 

@@ -166,8 +166,8 @@ def contact_forces(model: mujoco.MjModel, data: mujoco.MjData, stamp: float) -> 
     Six values per body, in body order: torque then force, about the body's subtree centre
     of mass, world-oriented; ``6 * (nbody - 1)`` values in all. MuJoCo fills ``cfrc_ext`` in
     ``mj_rnePostConstraint``, which ``mj_step`` runs only when a sensor needs it; Gymnasium,
-    and :class:`ddpg_ros.sim.Simulation`, call it after every step, and the values read here
-    are only current if the caller did the same. After a reset (``mj_resetData`` +
+    and :class:`ddpg_ros.sim.simulation.Simulation`, call it after every step, and the values
+    read here are only current if the caller did the same. After a reset (``mj_resetData`` +
     ``mj_forward``) they are zeros, as in Gymnasium's first observation. The world's own row
     is left out because MuJoCo never writes it.
 
