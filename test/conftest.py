@@ -8,9 +8,15 @@ Fixtures (function scope):
 - ``ros_env``: ``os.environ`` plus ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, that
   ``ROS_DOMAIN_ID`` and ``PYTHONUNBUFFERED=1``: the environment for every process a test starts.
 - ``ros_processes``: a :class:`ProcessGroup` that starts commands with ``ros_env`` (output in
-  a file under ``tmp_path``) and ends whatever is still running at teardown, by pid.
+  a file under ``tmp_path``) and ends whatever is still running at teardown, by pid; where
+  the test has a ``ros_node``, that node is spun while a process is waited for.
 - ``ros_node``: a :class:`RosTestNode`, an rclpy node in the test's own context and domain,
   with an executor and ``spin_until``.
+
+Fixture (session scope):
+
+- ``pendulum_run``: one ``ddpg-train`` run of InvertedPendulum-v5 with its preset, resumed at
+  half way (:class:`PendulumRun`), trained once for every test that needs a solved policy.
 
 Helpers: :func:`node_command` builds ``python -m ddpg_ros.ros.<module> --ros-args ...``;
 :func:`pid_alive` tells whether a pid still runs (a zombie counts as gone).
@@ -19,9 +25,11 @@ Helpers: :func:`node_command` builds ``python -m ddpg_ros.ros.<module> --ros-arg
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,15 +91,27 @@ def node_command(module: str, *ros_args: str) -> list[str]:
     return [sys.executable, '-m', f'ddpg_ros.ros.{module}', '--ros-args', *ros_args]
 
 
+SpinUntil = Callable[[Callable[[], bool], float], bool]
+"""``RosTestNode.spin_until``: run a node's callbacks until a predicate holds or time is up."""
+
+
 class TestProcess:
-    """One process started for a test: output to a file, signals by pid only."""
+    """
+    One process started for a test: output to a file, signals by pid only.
+
+    :param spin_until: the test's listening node, run while waiting for this process to exit.
+        A node that exits waits (a bounded time) for its reliable subscribers to acknowledge
+        its last messages, and a subscriber whose node is not spun may never acknowledge
+        them; a robot's controller spins, so a test that listens does too.
+    """
 
     __test__ = False  # not a test class, despite the name
 
     def __init__(self, command: Sequence[str], env: dict[str, str], log_path: Path,
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, spin_until: SpinUntil | None = None) -> None:
         self.command = list(command)
         self.log_path = log_path
+        self._spin_until = spin_until
         with open(log_path, 'wb') as log:
             # Own session: a Ctrl-C on pytest's terminal must not reach it behind our back.
             self.popen = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL,
@@ -123,6 +143,9 @@ class TestProcess:
 
     def wait(self, timeout: float) -> int | None:
         """Wait for the exit status; None if it is still running after ``timeout`` seconds."""
+        if self._spin_until is not None:
+            self._spin_until(lambda: self.popen.poll() is not None, timeout)
+            return self.popen.poll()
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -141,9 +164,11 @@ class TestProcess:
 class ProcessGroup:
     """Starts processes with the test's environment and ends them all at teardown."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path,
+                 spin_until: SpinUntil | None = None) -> None:
         self.env = env
         self._log_dir = log_dir
+        self._spin_until = spin_until
         self.processes: list[TestProcess] = []
 
     def start(self, command: Sequence[str], name: str = 'process', cwd: Path | None = None,
@@ -154,7 +179,8 @@ class ProcessGroup:
         ``cwd`` and ``env``, if given, replace the test's working directory and environment.
         """
         log_path = self._log_dir / f'{name}-{len(self.processes)}.log'
-        process = TestProcess(command, self.env if env is None else env, log_path, cwd)
+        process = TestProcess(command, self.env if env is None else env, log_path, cwd,
+                              self._spin_until)
         self.processes.append(process)
         return process
 
@@ -231,8 +257,12 @@ def ros_env(ros_domain_id: int) -> dict[str, str]:
 
 
 @pytest.fixture
-def ros_processes(ros_env: dict[str, str], tmp_path: Path) -> Iterator[ProcessGroup]:
-    group = ProcessGroup(ros_env, tmp_path)
+def ros_processes(request: pytest.FixtureRequest, ros_env: dict[str, str],
+                  tmp_path: Path) -> Iterator[ProcessGroup]:
+    # A test's listening node is set up first, so it is still there, and spun, while the
+    # processes end at teardown (see TestProcess).
+    ros = request.getfixturevalue('ros_node') if 'ros_node' in request.fixturenames else None
+    group = ProcessGroup(ros_env, tmp_path, ros.spin_until if ros is not None else None)
     yield group
     group.stop_all()
 
@@ -242,6 +272,57 @@ def ros_node(ros_domain_id: int) -> Iterator[RosTestNode]:
     node = RosTestNode(ros_domain_id)
     yield node
     node.close()
+
+
+PENDULUM_STEPS = 15_000
+"""The learning promise: InvertedPendulum-v5 with its preset, seed 0, one torch thread,
+reaches the noise-free return of 1000 within 15,000 steps (Stable-Baselines3 DDPG needs
+about 20,000 here), here across a ``--resume`` at half way."""
+PENDULUM_RETURN = 1000.0
+PENDULUM_EVAL_EVERY = 2500
+
+
+@dataclasses.dataclass
+class PendulumRun:
+    """A finished ``pendulum_run``: its directory, and what the resume started from."""
+
+    out: Path
+    """``checkpoint.pt`` (15,000 steps), ``best.pt``, ``progress.csv``, TensorBoard, curve."""
+    halfway: Path
+    """A copy of ``checkpoint.pt`` and ``checkpoint.npz`` as the first half left them."""
+    resume_stderr: str
+    """What the resumed ``ddpg-train`` wrote to stderr."""
+
+
+def ddpg_train(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``ddpg-train --out OUT --no-progress ARGS`` with this interpreter."""
+    return subprocess.run([sys.executable, '-m', 'ddpg_ros.cli.train', '--out', str(out),
+                           '--no-progress', *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope='session')
+def pendulum_run(tmp_path_factory: pytest.TempPathFactory) -> PendulumRun:
+    """
+    Train the pendulum once for the session: 7,500 steps, then ``--resume`` to 15,000.
+
+    About three minutes of CPU with the preset's 256-256 networks, so every test that needs a
+    solved policy (the CLI's outputs, ``ddpg-eval``, deployment through ROS) shares this run.
+    The resume is part of it, so the learning promise is kept across one. ``--actor-lr 0.5``
+    on the resume must be ignored: a run continues with its own settings.
+    """
+    out = tmp_path_factory.mktemp('pendulum_run')
+    common = ('--env', 'InvertedPendulum-v5', '--eval-every', str(PENDULUM_EVAL_EVERY),
+              '--eval-episodes', '5', '--torch-threads', '1', '--save-buffer')
+    first = ddpg_train(out, *common, '--seed', '0', '--total-steps', str(PENDULUM_STEPS // 2))
+    assert first.returncode == 0, first.stderr
+    halfway = tmp_path_factory.mktemp('pendulum_halfway')
+    for name in ('checkpoint.pt', 'checkpoint.npz'):
+        shutil.copy2(out / name, halfway / name)
+    resumed = ddpg_train(out, *common, '--resume', str(out / 'checkpoint.pt'),
+                         '--total-steps', str(PENDULUM_STEPS), '--actor-lr', '0.5')
+    assert resumed.returncode == 0, resumed.stderr
+    return PendulumRun(out=out, halfway=halfway, resume_stderr=resumed.stderr)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -270,11 +351,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
-    Mark every test that uses a ROS domain as ``ros``.
+    Mark every test that uses a ROS domain as ``ros``, and every user of ``pendulum_run``.
 
-    ``-m ros`` then selects exactly the integration tests to repeat on each supported rclpy
-    distro.
+    ``-m ros`` then selects exactly the tests that talk over DDS, and ``-m 'not learning'``
+    leaves out every test that waits for a policy to be trained.
     """
     for item in items:
-        if 'ros_domain_id' in getattr(item, 'fixturenames', ()):
+        fixtures = getattr(item, 'fixturenames', ())
+        if 'ros_domain_id' in fixtures:
             item.add_marker(pytest.mark.ros)
+        if 'pendulum_run' in fixtures:
+            item.add_marker(pytest.mark.learning)

@@ -133,6 +133,9 @@ class AgentStatus:
             'exploration': str(control.explore),
             'device': str(agent.policy.agent.device),
             'command_interface': agent.commands.interface,
+            # Zero on a robot means no controller takes the commands (not loaded, or a topic
+            # remapped elsewhere); tests wait for it before a run that ends quickly.
+            'command_subscribers': str(agent.commands.publisher.get_subscription_count()),
             'control_rate_hz': f'{agent.settings.control_rate:g}',
         }
         if agent.policy.training:
