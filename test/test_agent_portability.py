@@ -5,9 +5,9 @@ A policy trained in Gymnasium, deployed by ddpg_agent against mujoco_sim in lock
 exactly the return ddpg-eval reports; deployed on the agent's control timer against the sim
 in real time, it balances full episodes.
 
-Budget: ``ddpg-train`` runs 25,000 steps on InvertedPendulum-v5 (60-120 s here) and keeps
-the best evaluation's checkpoint, solved from about 17,000 steps on. The realtime deploy
-takes one or two 80 s episodes (40 s of sim time at half speed).
+The policy is the session's ``ddpg-train`` pendulum run (``pendulum_run`` in conftest.py,
+shared with test_train_cli.py). The realtime deploy takes one or two 80 s episodes (40 s of
+sim time at half speed).
 """
 
 from __future__ import annotations
@@ -19,31 +19,24 @@ import pytest
 from ddpg_ros.core.checkpoint import load_checkpoint
 
 from agent_helpers import START_TIMEOUT, AgentListener, agent_command, ddpg_cli, eval_mean_return
-from conftest import ProcessGroup, RosTestNode, node_command
+from conftest import PendulumRun, ProcessGroup, RosTestNode, node_command
 
 pytestmark = [pytest.mark.ros, pytest.mark.learning]
 
 SOLVED = 1000.0
-TRAIN_STEPS = 25_000
 REALTIME_DEPLOY_SPEED = 0.5
 """The sim's ``real_time_factor`` for the deploy on the agent's timer."""
 
 
-@pytest.fixture(scope='module')
-def gym_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Train ``ddpg-train`` on InvertedPendulum-v5 to a solved checkpoint (return 1000)."""
-    out = tmp_path_factory.mktemp('ddpg_train')
+@pytest.fixture
+def gym_checkpoint(pendulum_run: PendulumRun) -> Path:
+    """Return the solved checkpoint of the session's ``ddpg-train`` pendulum run (1000)."""
     # The best evaluation's checkpoint, not the last one: DDPG on the pendulum solves it and
     # can lose it again a few thousand steps later, and when depends on the machine's
-    # floating-point kernels. Seed 0 here: solved from 17,000 steps on.
-    ddpg_cli('ddpg-train', '--env', 'InvertedPendulum-v5', '--total-steps', str(TRAIN_STEPS),
-             '--learning-starts', '1000', '--actor-lr', '1e-3', '--critic-lr', '1e-3',
-             '--hidden-sizes', '64', '64', '--batch-size', '64', '--seed', '0',
-             '--torch-threads', '1', '--eval-every', '1000', '--eval-episodes', '3',
-             '--no-progress', '--no-tensorboard', '--out', str(out), timeout=600.0)
-    best = out / 'best.pt'
+    # floating-point kernels.
+    best = pendulum_run.out / 'best.pt'
     assert load_checkpoint(best).extra['best_eval_return'] == SOLVED, \
-        (out / 'progress.csv').read_text()
+        (pendulum_run.out / 'progress.csv').read_text()
     return best
 
 

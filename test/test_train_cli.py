@@ -13,11 +13,7 @@ import torch
 
 from ddpg_ros.core.checkpoint import load_checkpoint
 
-# The stated learning promise: InvertedPendulum-v5, seed 0, one torch thread, reaches the
-# maximum noise-free return of 1000 within 15,000 environment steps (about a minute on a
-# 2-core CPU; Stable-Baselines3 DDPG needs about 20,000 here).
-PENDULUM_STEPS = 15_000
-PENDULUM_RETURN = 1000.0
+from conftest import PENDULUM_EVAL_EVERY, PENDULUM_RETURN, PENDULUM_STEPS, PendulumRun
 
 
 def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -29,31 +25,15 @@ def _train(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedP
     return _cli('ddpg_ros.cli.train', '--out', str(out), '--no-progress', *args, timeout=timeout)
 
 
-def _train_pendulum(out: Path, *extra: str) -> Path:
-    result = _train(out, '--env', 'InvertedPendulum-v5', '--seed', '0',
-                    '--total-steps', str(PENDULUM_STEPS), '--learning-starts', '1000',
-                    '--actor-lr', '1e-3', '--critic-lr', '1e-3', '--eval-every', '2500',
-                    '--eval-episodes', '5', '--torch-threads', '1', *extra)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-@pytest.fixture(scope='module')
-def pendulum_run(tmp_path_factory) -> Path:
-    return _train_pendulum(tmp_path_factory.mktemp('pendulum'))
-
-
-def _assert_learned(run: Path) -> None:
-    with open(run / 'progress.csv', newline='') as f:
+def test_learns_inverted_pendulum_across_a_resume(pendulum_run: PendulumRun) -> None:
+    with open(pendulum_run.out / 'progress.csv', newline='') as f:
         rows = list(csv.DictReader(f))
-    assert [int(r['env_steps']) for r in rows] == list(range(2500, PENDULUM_STEPS + 1, 2500))
+    # One log across the resume: one header, evaluations 2500 ... 15000.
+    assert [int(r['env_steps']) for r in rows] == list(
+        range(PENDULUM_EVAL_EVERY, PENDULUM_STEPS + 1, PENDULUM_EVAL_EVERY))
     returns = [float(r['eval_return_mean']) for r in rows]
     assert max(returns) >= PENDULUM_RETURN, returns
     assert returns[0] < 200, 'an untrained policy should not already balance'
-
-
-def test_learns_inverted_pendulum(pendulum_run: Path) -> None:
-    _assert_learned(pendulum_run)
 
 
 def test_trains_with_bfloat16_products_and_keeps_float32_weights(tmp_path: Path) -> None:
@@ -78,20 +58,21 @@ def test_trains_with_bfloat16_products_and_keeps_float32_weights(tmp_path: Path)
             assert parameter.dtype == torch.float32 and bool(torch.isfinite(parameter).all())
 
 
-def test_writes_every_output(pendulum_run: Path) -> None:
-    names = {p.name for p in pendulum_run.iterdir()}
+def test_writes_every_output(pendulum_run: PendulumRun) -> None:
+    out = pendulum_run.out
+    names = {p.name for p in out.iterdir()}
     assert {'checkpoint.pt', 'best.pt', 'progress.csv', 'learning_curve.png'} <= names
     assert any(n.startswith('events.out.tfevents') for n in names)
-    assert (pendulum_run / 'learning_curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    checkpoint = load_checkpoint(pendulum_run / 'checkpoint.pt')
+    assert (out / 'learning_curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    checkpoint = load_checkpoint(out / 'checkpoint.pt')
     assert checkpoint.counters['env_steps'] == PENDULUM_STEPS
     assert checkpoint.counters['updates'] == PENDULUM_STEPS - 1000
     assert checkpoint.spec.task == 'inverted_pendulum'
     assert checkpoint.spec.env_id == 'InvertedPendulum-v5'
 
 
-def test_eval_reports_the_return_on_its_last_line(pendulum_run: Path) -> None:
-    result = _cli('ddpg_ros.cli.evaluate', '--checkpoint', str(pendulum_run / 'best.pt'),
+def test_eval_reports_the_return_on_its_last_line(pendulum_run: PendulumRun) -> None:
+    result = _cli('ddpg_ros.cli.evaluate', '--checkpoint', str(pendulum_run.out / 'best.pt'),
                   '--env', 'InvertedPendulum-v5', '--episodes', '3', '--seed', '7')
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
@@ -101,12 +82,12 @@ def test_eval_reports_the_return_on_its_last_line(pendulum_run: Path) -> None:
 
 @pytest.mark.skipif(ctypes.util.find_library('OSMesa') is None,
                     reason='needs libosmesa6 (the setup script installs it)')
-def test_eval_renders_a_gif_offscreen(pendulum_run: Path, tmp_path: Path) -> None:
+def test_eval_renders_a_gif_offscreen(pendulum_run: PendulumRun, tmp_path: Path) -> None:
     video = tmp_path / 'rollout.gif'
     env = {k: v for k, v in os.environ.items() if k not in ('MUJOCO_GL', 'DISPLAY')}
     result = subprocess.run(
         [sys.executable, '-m', 'ddpg_ros.cli.evaluate', '--checkpoint',
-         str(pendulum_run / 'checkpoint.pt'), '--episodes', '1', '--video', str(video),
+         str(pendulum_run.out / 'checkpoint.pt'), '--episodes', '1', '--video', str(video),
          '--width', '64', '--height', '48'],
         capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
@@ -116,43 +97,43 @@ def test_eval_renders_a_gif_offscreen(pendulum_run: Path, tmp_path: Path) -> Non
     assert frames.std() > 0, 'frames are blank'
 
 
-def test_a_resumed_run_continues_its_counters_log_and_learning(tmp_path: Path) -> None:
+def test_a_resumed_run_continues_its_counters_buffer_and_settings(
+        pendulum_run: PendulumRun) -> None:
     """
-    Half the pendulum budget with --save-buffer, then --resume to the full budget.
+    The session's pendulum run stopped at half way with --save-buffer and was resumed.
 
-    One continuous log, every update counted once, the buffer carried over, and the learning
-    promise still kept.
+    Every update counted once, Adam's moments carried on, the buffer kept whole, and the run's
+    own settings used (the resume's --actor-lr 0.5 ignored); it learned across the resume:
+    ``test_learns_inverted_pendulum_across_a_resume``.
     """
-    _train_pendulum(tmp_path, '--save-buffer', '--no-tensorboard',
-                    '--total-steps', str(PENDULUM_STEPS // 2))
-    first = load_checkpoint(tmp_path / 'checkpoint.pt')
+    first = load_checkpoint(pendulum_run.halfway / 'checkpoint.pt')
     assert first.counters['env_steps'] == PENDULUM_STEPS // 2
-    resumed = _train(tmp_path, '--env', 'InvertedPendulum-v5', '--resume',
-                     str(tmp_path / 'checkpoint.pt'), '--total-steps', str(PENDULUM_STEPS),
-                     '--eval-every', '2500', '--eval-episodes', '5', '--torch-threads', '1',
-                     '--save-buffer', '--no-tensorboard', '--actor-lr', '0.5')
-    assert resumed.returncode == 0, resumed.stderr
-    assert 'warning' not in resumed.stderr
-    _assert_learned(tmp_path)  # progress.csv: one header, evaluations 2500 ... 15000
-    last = load_checkpoint(tmp_path / 'checkpoint.pt')
+    assert 'warning' not in pendulum_run.resume_stderr
+    last = load_checkpoint(pendulum_run.out / 'checkpoint.pt')
     assert last.counters['env_steps'] == PENDULUM_STEPS
     assert last.counters['updates'] == PENDULUM_STEPS - 1000  # none lost, none repeated
     assert last.config.actor_lr == first.config.actor_lr == 1e-3  # the run's, not the flag's
     adam_steps = last.agent_state['actor_optimizer']['state'][0]['step']
     assert int(adam_steps) == PENDULUM_STEPS - 1000, 'Adam restarted instead of resuming'
-    with np.load(tmp_path / 'checkpoint.npz') as buffer:
+    with np.load(pendulum_run.out / 'checkpoint.npz') as buffer, \
+            np.load(pendulum_run.halfway / 'checkpoint.npz') as before:
         assert len(buffer['rewards']) == PENDULUM_STEPS
+        kept = len(before['rewards'])
+        assert kept == PENDULUM_STEPS // 2
+        for key in before.files:
+            if key != 'meta':
+                assert np.array_equal(buffer[key][:kept], before[key]), f'buffer {key} lost'
 
 
 @pytest.mark.parametrize('args, message', [
-    (('--total-steps', '7000'), 'is not beyond the 7500 steps that'),
+    (('--total-steps', '200'), 'is not beyond the 300 steps that'),
     (('--env', 'InvertedDoublePendulum-v5'), 'does not match this robot'),
 ])
 def test_resume_refuses_what_cannot_continue(tmp_path: Path, args, message) -> None:
-    _train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '7500',
-           '--learning-starts', '7500', '--eval-every', '7500', '--eval-episodes', '1',
+    _train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '300',
+           '--learning-starts', '300', '--eval-every', '300', '--eval-episodes', '1',
            '--no-tensorboard')
-    result = _train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '8000',
+    result = _train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '400',
                     '--resume', str(tmp_path / 'checkpoint.pt'), *args, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -194,14 +175,14 @@ def test_train_bad_input_is_one_clear_line(tmp_path: Path, args, message) -> Non
     assert message in lines[0]
 
 
-def test_eval_refuses_missing_and_mismatched_checkpoints(pendulum_run: Path,
+def test_eval_refuses_missing_and_mismatched_checkpoints(pendulum_run: PendulumRun,
                                                          tmp_path: Path) -> None:
     missing = _cli('ddpg_ros.cli.evaluate', '--checkpoint', str(tmp_path / 'nope.pt'))
     assert missing.returncode == 2 and 'Traceback' not in missing.stderr
     assert f'checkpoint {tmp_path / "nope.pt"} does not exist' in missing.stderr
 
-    mismatch = _cli('ddpg_ros.cli.evaluate', '--checkpoint', str(pendulum_run / 'checkpoint.pt'),
-                    '--env', 'HalfCheetah-v5')
+    mismatch = _cli('ddpg_ros.cli.evaluate', '--checkpoint',
+                    str(pendulum_run.out / 'checkpoint.pt'), '--env', 'HalfCheetah-v5')
     assert mismatch.returncode == 2 and 'Traceback' not in mismatch.stderr
     line = mismatch.stderr.strip().splitlines()[-1]
     assert line.startswith('ddpg-eval: error: checkpoint')
