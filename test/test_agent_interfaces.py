@@ -205,6 +205,7 @@ def drive(ros: RosTestNode, publish_state, commands: Received, steps: int) -> No
         assert ros.spin_until(lambda: len(commands) > count, REPLY_TIMEOUT)
 
 
+@pytest.mark.distro
 @pytest.mark.parametrize('interface, msg_type, topic', [
     ('effort', Float64MultiArray, 'effort_controller/commands'),
     ('velocity', Float64MultiArray, 'velocity_controller/commands'),
@@ -254,6 +255,7 @@ def test_each_joint_command_interface_reaches_its_controller_with_its_safe_comma
         stop_agent(ros_node, agent)
 
 
+@pytest.mark.distro
 def test_a_twist_command_reaches_cmd_vel_and_stops_with_a_zero_twist(
         ros_node: RosTestNode, tmp_path: Path) -> None:
     agent = start_agent(ros_node, tmp_path, task='test_agent_interfaces:TwistTask',
@@ -284,6 +286,7 @@ def test_a_twist_command_reaches_cmd_vel_and_stops_with_a_zero_twist(
         stop_agent(ros_node, agent)
 
 
+@pytest.mark.distro
 @pytest.mark.parametrize('bad, problem', [
     (lambda stamp: imu_message(0.0, stamp, quaternion=(0.0, 0.0, 0.0, 2.0)),
      'imu orientation [0.0, 0.0, 0.0, 2.0] has norm 2'),
@@ -312,6 +315,7 @@ def test_an_imu_sample_that_cannot_be_true_is_refused_and_never_acted_on(
         stop_agent(ros_node, agent)
 
 
+@pytest.mark.distro
 def test_odometry_in_another_frame_is_refused_naming_both(
         ros_node: RosTestNode, tmp_path: Path) -> None:
     agent = start_agent(ros_node, tmp_path, task='test_agent_interfaces:OdomTask', **QUIET)
@@ -328,6 +332,7 @@ def test_odometry_in_another_frame_is_refused_naming_both(
         stop_agent(ros_node, agent)
 
 
+@pytest.mark.distro
 def test_a_source_topic_of_another_type_is_reported_by_name(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path: Path) -> None:
     # A remapping mistake: joint states published where the IMU should be. (Another

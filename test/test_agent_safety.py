@@ -172,6 +172,7 @@ def test_deploy_names_each_difference(ros_node: RosTestNode, tmp_path, field: st
     assert str(info.value).count(':') == 2, 'only the one difference is named'
 
 
+@pytest.mark.distro
 def test_watchdog_sends_the_safe_command_once_and_acting_resumes(
         ros_node: RosTestNode, tmp_path) -> None:
     timeout = 0.4
@@ -273,6 +274,7 @@ def test_watchdog_trips_while_a_reset_is_pending_and_nothing_kept_acts_later(
         stop_agent(ros_node, agent)
 
 
+@pytest.mark.distro
 def test_a_crashed_sim_gets_the_safe_command_and_acting_resumes_when_it_returns(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
     """

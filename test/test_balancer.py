@@ -111,6 +111,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.learning
 def test_ddpg_learns_to_balance_within_30k_steps(one_torch_thread) -> None:
     """
     Train with config/balancer.yaml's hyper-parameters, one update per step, no ROS.

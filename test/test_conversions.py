@@ -12,7 +12,7 @@ from std_msgs.msg import Float64MultiArray
 from ddpg_ros.ros.conversions import joint_state_to_robot_state, rgb_image, \
     to_float64_multi_array
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.distro]
 
 JOINTS = ('slider', 'hinge')
 

@@ -192,6 +192,7 @@ class CheckpointScores:
         self._env.close()
 
 
+@pytest.mark.learning
 def test_two_robots_teach_one_learner_the_pendulum_through_ddpg_launch(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path: Path) -> None:
     from diagnostic_msgs.msg import DiagnosticArray

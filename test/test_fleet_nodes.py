@@ -206,6 +206,7 @@ def feed_until_version(fleet: Fleet, version: int, timeout: float = 60.0) -> int
 # The learner with batches the test controls
 
 
+@pytest.mark.distro
 def test_a_late_actor_gets_the_current_policy_within_a_second(
         ros_processes: ProcessGroup, fleet: Fleet, ros_domain_id: int, tmp_path: Path) -> None:
     learner = start_learner(ros_processes, tmp_path / 'learner')
@@ -246,6 +247,7 @@ def test_a_late_actor_gets_the_current_policy_within_a_second(
     assert fleet.policies[-1][1].version == current
 
 
+@pytest.mark.distro
 def test_bad_batches_are_refused_counted_and_never_stored(
         ros_processes: ProcessGroup, fleet: Fleet, ros_domain_id: int, tmp_path: Path) -> None:
     learner = start_learner(ros_processes, tmp_path / 'learner', max_message_bytes=100_000)
@@ -306,6 +308,7 @@ def test_bad_batches_are_refused_counted_and_never_stored(
     assert int((obs[:, 0] == np.float32(777.0)).sum()) == 40
 
 
+@pytest.mark.distro
 def test_an_actor_of_another_task_refuses_the_learners_policy_naming_the_difference(
         ros_processes: ProcessGroup, fleet: Fleet, ros_domain_id: int, tmp_path: Path) -> None:
     learner = start_learner(ros_processes, tmp_path / 'learner')
@@ -431,6 +434,7 @@ def test_a_killed_learner_leaves_actors_acting_safely_and_a_restarted_one_contin
 # Security
 
 
+@pytest.mark.distro
 def test_with_dds_security_enforced_a_node_fails_closed_never_unprotected(
         ros_env: dict[str, str], tmp_path: Path) -> None:
     """

@@ -388,6 +388,7 @@ def test_signal_stops_the_launched_sim_with_status_0(
     assert f'{signal.Signals(sig).name}: stopping every node' in launcher.output()
 
 
+@pytest.mark.distro
 @pytest.mark.skipif(importlib.util.find_spec('ddpg_ros.ros.ddpg_agent_node') is None,
                     reason='FULL PROFILE: runs once ddpg_ros/ros/ddpg_agent_node.py exists')
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
@@ -437,6 +438,7 @@ def test_a_failing_node_stops_the_others(ros_env: dict[str, str]) -> None:
     assert 'ended (status 1): stopping the rest' in out.getvalue()
 
 
+@pytest.mark.distro
 def test_nodes_do_not_outlive_a_killed_launcher(ros_processes: ProcessGroup) -> None:
     launcher = ros_processes.start(launcher_command('train_sim', '--only', 'mujoco_sim'),
                                    name='ddpg-launch')

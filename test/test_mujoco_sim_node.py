@@ -239,6 +239,7 @@ def test_lockstep_publishes_every_joint_and_advances_one_period_per_command(
     assert stamp_ns(sim_client.clocks[-1]) == stamp_ns(state)
 
 
+@pytest.mark.distro
 def test_reset_is_seeded_and_published_at_once(
         ros_processes: ProcessGroup, ros_node: RosTestNode) -> None:
     start_sim(ros_processes, 'seed:=7', namespace='/a')
@@ -335,6 +336,7 @@ def _ant_controller(k: int, observation: np.ndarray) -> np.ndarray:
     return 0.8 * np.sin(0.25 * k + np.arange(8) * np.pi / 4) - 0.5 * observation[5:13]
 
 
+@pytest.mark.distro
 def test_lockstep_reproduces_gymnasium_ant_from_joint_states_odom_and_contact_forces(
         ros_processes: ProcessGroup, ros_node: RosTestNode) -> None:
     """
@@ -562,6 +564,7 @@ def test_realtime_publishes_states_at_state_rate_while_commands_act_at_the_contr
     assert all(effort in commanded or effort == (0.0,) * 6 for effort, _ in runs), runs
 
 
+@pytest.mark.distro
 def test_realtime_factor_runs_sim_time_faster_and_sim_time_timers_follow(
         ros_processes: ProcessGroup, sim_client: SimClient) -> None:
     factor = 2.0
@@ -633,6 +636,7 @@ def _xyz(v) -> list[float]:
     return [v.x, v.y, v.z]
 
 
+@pytest.mark.distro
 def test_position_servos_take_position_commands_and_the_imu_reads_mujoco_sensors(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
     path = tmp_path / 'arm.xml'
@@ -744,6 +748,7 @@ class _WheelsTask(Task):
         return 0.0
 
 
+@pytest.mark.distro
 def test_velocity_servos_take_velocity_commands_with_odom_and_imu_of_each_step(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
     path = tmp_path / 'wheels.xml'
@@ -803,6 +808,7 @@ def test_sensor_messages_read_back_as_the_samples_they_were_built_from(tmp_path)
     assert (msg.header.frame_id, read.stamp) == ('imu', 0.5)
 
 
+@pytest.mark.distro
 def test_graph_names_and_types_in_a_namespace(
         ros_processes: ProcessGroup, ros_node: RosTestNode) -> None:
     start_sim(ros_processes, namespace='/robot1')
@@ -855,6 +861,7 @@ def test_launch_profiles_know_every_sim_parameter() -> None:
         setting.name for setting in fields(SimSettings) + fields(RenderSettings))
 
 
+@pytest.mark.distro
 @pytest.mark.parametrize('param, message', [
     ('model:=NoSuchRobot-v0', "unknown model 'NoSuchRobot-v0'"),
     ('model:=/no/such/robot.xml', 'MJCF file not found'),
@@ -895,6 +902,7 @@ def test_a_model_mixing_command_interfaces_is_refused_naming_its_actuators(
             in lines[0])
 
 
+@pytest.mark.distro
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_signal_ends_the_node_cleanly(
         ros_processes: ProcessGroup, sim_client: SimClient, sig: int) -> None:
@@ -921,6 +929,7 @@ def _pixels(msg: Image) -> np.ndarray:
     return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.width, 3)
 
 
+@pytest.mark.distro
 def test_realtime_publishes_images_at_image_rate_and_keeps_its_own_pace(
         ros_processes: ProcessGroup, sim_client: SimClient, tmp_path) -> None:
     rate, window, dt = 5.0, 4.0, 0.05  # HalfCheetah-v5: a 0.05 s control period

@@ -25,7 +25,7 @@ DEFAULTS = DDPGConfig().to_dict()
 
 def test_the_package_file_has_a_preset_for_each_mujoco_benchmark() -> None:
     presets = load_presets()
-    assert PRESETS_FILE.parent == Path(__file__).resolve().parents[1] / 'ddpg_ros'
+    assert PRESETS_FILE.parent == Path(__file__).resolve().parents[1] / 'ddpg_ros' / 'core'
     assert set(REQUIRED) <= set(presets)
     assert preset_names() == tuple(presets)
 
@@ -57,7 +57,7 @@ def test_the_package_build_ships_the_presets(tmp_path: Path) -> None:
                              str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    shipped = tmp_path / 'ddpg_ros' / 'presets.yaml'
+    shipped = tmp_path / 'ddpg_ros' / 'core' / 'presets.yaml'
     assert shipped.read_text() == PRESETS_FILE.read_text()
 
 
