@@ -161,7 +161,7 @@ def test_a_silent_source_of_several_trips_the_safe_command_and_names_itself(
         ros_node.spin_for(2.0)
         rate = (len(commands) - start) / (time.monotonic() - first)
         # The control rate, not the 100 Hz state rate (generous: the machine is shared).
-        assert 12.0 <= rate <= 24.0, rate
+        assert 8.0 <= rate <= 24.0, rate
         steps_before = agent.env_steps
         # Every step is stored, but one a late tick (on this shared machine) made longer.
         assert steps_before > 10 and len(agent.buffer) + unstored() == steps_before
@@ -176,7 +176,9 @@ def test_a_silent_source_of_several_trips_the_safe_command_and_names_itself(
         tripped = commands.times[len(commands) - 1] - silenced
         assert tripped < 0.3 + 0.5, tripped
         since = len(statuses)
-        ros_node.spin_for(1.5)
+        assert ros_node.spin_until(
+            lambda: any(s.get('stale_sources') for s in statuses[since:]), 5.0), statuses[-1:]
+        ros_node.spin_for(0.5)  # then silence
         gap = [m.data[0] for m in commands.messages[count:]]
         assert gap[-1] == 0.0 and gap.count(0.0) == 1, 'one safe command, then silence'
         stale = [s for s in statuses[since:] if s.get('stale_sources')]
@@ -189,7 +191,9 @@ def test_a_silent_source_of_several_trips_the_safe_command_and_names_itself(
         resumed_at = len(commands)
         assert ros_node.spin_until(lambda: len(commands) >= resumed_at + 10, 5.0)
         imu_on[0] = False
-        ros_node.spin_for(1.0)  # trips again: the count below is final
+        # It trips again: once that safe command is in, the count below is final.
+        assert ros_node.spin_until(
+            lambda: any(m.data[0] == 0.0 for m in commands.messages[resumed_at:]), 3.0)
         acted = [m for m in commands.messages[resumed_at:] if m.data[0] != 0.0]
         # A new chain: the first step after the gap stores nothing, each later one a step.
         assert len(agent.buffer) - stored == len(acted) - 1 - (unstored() - late)

@@ -392,7 +392,8 @@ def test_a_state_that_breaks_the_task_is_refused_not_fatal(
                                                 [0, 0], (i + 1) * 20_000_000))
             assert ros_node.spin_until(lambda: agent.states_received > received,
                                        REPLY_TIMEOUT)
-        ros_node.spin_for(0.2)
+        assert ros_node.spin_until(lambda: len(listener.commands) >= 2, REPLY_TIMEOUT)
+        ros_node.spin_for(0.2)  # and no third one
         commands = len(listener.commands)
     finally:
         stop_agent(ros_node, agent)

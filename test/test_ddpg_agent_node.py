@@ -27,6 +27,7 @@ from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.core.presets import preset_for
 from ddpg_ros.ros.ddpg_agent_node import AgentSettings
+from ddpg_ros.ros.interfaces import ACK_TIMEOUT
 from ddpg_ros.tasks import make_task
 
 from agent_helpers import (REPLY_TIMEOUT, SMALL_LEARNER, START_TIMEOUT, AgentListener,
@@ -297,7 +298,8 @@ def test_the_safe_command_on_exit_waits_a_bounded_time_for_every_acknowledgement
     finally:
         sim.send_signal(signal.SIGCONT)
     output = agent.output()
-    assert 'safe command sent but not acknowledged by every subscriber within 3.5 s' in output
+    assert ('safe command sent but not acknowledged by every subscriber within '
+            f'{ACK_TIMEOUT:g} s') in output
     assert 'safe command [0.25] sent; exiting' in output
     assert ros_node.spin_until(lambda: listener.commands[-1][0] == 0.25, REPLY_TIMEOUT)
 

@@ -213,7 +213,8 @@ def test_a_late_actor_gets_the_current_policy_within_a_second(
     assert fleet.wait(lambda: fleet.version >= 1), learner.output()
     assert fleet.policies[0][1].warmup
     feed_until_version(fleet, 6)
-    fleet.ros.spin_for(1.5)  # the learner idles: its newest snapshot is out
+    # The learner may still work off the updates the last batches granted and publish newer
+    # versions: the late actor must have this one or a newer one.
     current = fleet.version
 
     late = OwnParticipant(ros_domain_id, tmp_path)
@@ -223,12 +224,12 @@ def test_a_late_actor_gets_the_current_policy_within_a_second(
         # learner's writer is known, the policy must be in hand within a second.
         node, discovered = late.node, None
         deadline = late.created + START_TIMEOUT
-        while node.policy.agent.version != current and time.monotonic() < deadline:
+        while node.policy.agent.version < current and time.monotonic() < deadline:
             if discovered is None and node.count_publishers(POLICY_TOPIC):
                 discovered = time.monotonic()
             time.sleep(0.005)
         acting = time.monotonic()
-        assert node.policy.agent.version == current
+        assert node.policy.agent.version >= current
         discovered = acting if discovered is None else discovered
         print(f'late actor: policy version {current} {acting - late.created:.3f} s after the '
               f'node existed, {acting - discovered:.3f} s after it discovered the learner')
@@ -241,10 +242,10 @@ def test_a_late_actor_gets_the_current_policy_within_a_second(
     before = len(fleet.policies)
     reply = fleet.call(fleet.get_policy, Trigger.Request())
     answer = json.loads(reply.message)
-    assert reply.success and answer['policy_version'] == current
+    assert reply.success and answer['policy_version'] >= current
     assert answer['run_id'] == fleet.run_id and answer['bytes'] > 4 * 1000
-    assert fleet.wait(lambda: len(fleet.policies) > before, REPLY_TIMEOUT)
-    assert fleet.policies[-1][1].version == current
+    assert fleet.wait(lambda: any(header.version == answer['policy_version']
+                                  for _, header in fleet.policies[before:]), REPLY_TIMEOUT)
 
 
 @pytest.mark.distro
@@ -252,6 +253,8 @@ def test_bad_batches_are_refused_counted_and_never_stored(
         ros_processes: ProcessGroup, fleet: Fleet, ros_domain_id: int, tmp_path: Path) -> None:
     learner = start_learner(ros_processes, tmp_path / 'learner', max_message_bytes=100_000)
     assert fleet.wait(lambda: fleet.version >= 1), learner.output()
+    # The policy shows the learner's writer matched; a batch needs its reader matched too.
+    assert fleet.wait(lambda: fleet.transitions.get_subscription_count() > 0)
     fleet.send(rows(40, 0), sequence=0)
     assert fleet.wait(lambda: fleet.learner_value('transitions') == '40'), learner.output()
 
@@ -369,11 +372,17 @@ def test_a_killed_learner_leaves_actors_acting_safely_and_a_restarted_one_contin
     first.send_signal(signal.SIGKILL)
     assert first.wait(10.0) == -signal.SIGKILL
     killed = time.monotonic()
-    fleet.ros.spin_for(3.5)
     lost_from = killed + 1.5  # learner_timeout 1 s, and the worker's next look
     # robot_0 (continue): goes on acting with its last policy, finite and in bounds.
+    assert fleet.wait(lambda: len(commands_since(fleet, 'robot_0', lost_from)) > 20), \
+        'robot_0 stopped acting without its learner'
+    # robot_1 (safe): the safe command once it notices; the status says robot_0 lost it.
+    assert fleet.wait(lambda: any(np.array_equal(c, [0.0]) for t, c in
+                                  fleet.commands['robot_1'] if t >= killed)), \
+        'robot_1 never sent the safe command'
+    assert fleet.wait(lambda: (fleet.agent_status('robot_0') or {}).get('learner_lost')
+                      == 'True' and int(fleet.agent_status('robot_0')['transitions_queued']) > 0)
     going_on = commands_since(fleet, 'robot_0', lost_from)
-    assert len(going_on) > 20, 'robot_0 stopped acting without its learner'
     assert any(abs(c[0]) > 1e-6 for c in going_on), 'robot_0 sends only safe commands'
     # robot_1 (safe): once it notices (learner_timeout, plus a loaded machine's slack), the
     # safe command only, until a policy arrives.
@@ -410,15 +419,15 @@ def test_a_killed_learner_leaves_actors_acting_safely_and_a_restarted_one_contin
     # An actor killed outright does not stop the learner.
     actors[0].send_signal(signal.SIGKILL)
     assert actors[0].wait(10.0) == -signal.SIGKILL
-    fleet.ros.spin_for(1.0)
+    fleet.ros.spin_for(1.0)  # what robot_0 sent before its kill has arrived by now
     before = fleet.status('learner')
-    fleet.ros.spin_for(4.0)
+    assert fleet.wait(lambda: int(fleet.learner_value('transitions')) > int(before['transitions'])
+                      and int(fleet.learner_value('updates')) > int(before['updates'])), \
+        'the learner stopped with an actor'
     after = fleet.status('learner')
     assert pid_alive(second.pid)
-    assert int(after['transitions']) > int(before['transitions'])
-    assert int(after['updates']) > int(before['updates'])
 
-    assert second.stop() == 0, second.output()[-3000:]
+    assert second.stop(timeout=60.0) == 0, second.output()[-3000:]
     final = sorted(directory.glob('checkpoint_*.pt'))[-1]
     with np.load(final.with_suffix('.npz')) as saved, \
             np.load(resumed_from.with_suffix('.npz')) as resumed:

@@ -116,11 +116,12 @@ def test_pause_and_resume(learners) -> None:
     assert learner.snapshot_version == 0
     assert learner.set_training(False) == (True, 'gradient updates paused')
     assert not learner.training
-    time.sleep(0.05)  # at most the update in flight finishes
+    # Going idle hands the newest weights to the control loop without waiting for K updates;
+    # it follows the update in flight, so from then on the count stands still.
+    assert wait_for(lambda: learner.snapshot_version == 1)
     paused_at = learner.updates
     time.sleep(0.4)
     assert learner.updates == paused_at
-    # Going idle hands the newest weights to the control loop without waiting for K updates.
     assert learner.snapshot_version == 1
     ok, _ = learner.set_training(True)
     assert ok and learner.training

@@ -13,6 +13,7 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, Imu, JointState
@@ -33,6 +34,8 @@ from ddpg_ros.tasks.sources import Source
 
 from conftest import ProcessGroup, RosTestNode, TestProcess, node_command
 
+DEEP_STATE_QOS = QoSProfile(history=STATE_QOS.history, depth=1000,
+                            reliability=STATE_QOS.reliability, durability=STATE_QOS.durability)
 START_TIMEOUT = 30.0
 """Seconds for a node to start and be discovered; generous for a loaded 2-core machine."""
 REPLY_TIMEOUT = 5.0
@@ -63,8 +66,10 @@ class SimClient:
         self.clocks: list[Clock] = []
         self.diagnostics: list[DiagnosticArray] = []
         node = ros.node
+        # STATE_QOS with a deep queue: at 100 states/s a test stalled for 0.1 s would lose
+        # states from the robot's 10-deep one, and several tests count every state.
         self._state_sub = node.create_subscription(
-            JointState, f'{prefix}joint_states', self.states.append, STATE_QOS)
+            JointState, f'{prefix}joint_states', self.states.append, DEEP_STATE_QOS)
         node.create_subscription(Clock, '/clock', self.clocks.append, CLOCK_QOS)
         node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append, 10)
         self._commands = node.create_publisher(
@@ -861,7 +866,6 @@ def test_launch_profiles_know_every_sim_parameter() -> None:
         setting.name for setting in fields(SimSettings) + fields(RenderSettings))
 
 
-@pytest.mark.distro
 @pytest.mark.parametrize('param, message', [
     ('model:=NoSuchRobot-v0', "unknown model 'NoSuchRobot-v0'"),
     ('model:=/no/such/robot.xml', 'MJCF file not found'),

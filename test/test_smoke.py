@@ -18,7 +18,7 @@ from conftest import ProcessGroup, RosTestNode, node_command
 from test_fleet_nodes import Fleet, start_learner, start_robot
 from test_mujoco_sim_node import SimClient, stamp_ns
 
-pytestmark = [pytest.mark.ros, pytest.mark.smoke, pytest.mark.distro]
+pytestmark = [pytest.mark.ros, pytest.mark.smoke]
 
 
 def test_mujoco_sim_steps_once_per_command_and_exits_0(
