@@ -274,7 +274,6 @@ def test_watchdog_trips_while_a_reset_is_pending_and_nothing_kept_acts_later(
         stop_agent(ros_node, agent)
 
 
-@pytest.mark.distro
 def test_a_crashed_sim_gets_the_safe_command_and_acting_resumes_when_it_returns(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path) -> None:
     """

@@ -13,16 +13,13 @@ import torch
 
 from ddpg_ros.core.checkpoint import load_checkpoint
 
-from conftest import PENDULUM_EVAL_EVERY, PENDULUM_RETURN, PENDULUM_STEPS, PendulumRun
+from conftest import (PENDULUM_EVAL_EVERY, PENDULUM_RETURN, PENDULUM_STEPS, PendulumRun,
+                      ddpg_train)
 
 
 def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, '-m', module, *args], capture_output=True,
                           text=True, timeout=timeout)
-
-
-def _train(out: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return _cli('ddpg_ros.cli.train', '--out', str(out), '--no-progress', *args, timeout=timeout)
 
 
 def test_learns_inverted_pendulum_across_a_resume(pendulum_run: PendulumRun) -> None:
@@ -42,11 +39,11 @@ def test_trains_with_bfloat16_products_and_keeps_float32_weights(tmp_path: Path)
     # the CPU's bf16 kernels (1000 with AVX-512 BF16 units, 155 without). bfloat16's
     # learning is measured on HalfCheetah over 3 seeds (benchmarks/RESULTS.md section 3);
     # its update math in test_ddpg_math.py.
-    result = _train(tmp_path, '--env', 'InvertedPendulum-v5', '--seed', '0',
-                    '--total-steps', '2000', '--learning-starts', '500', '--hidden-sizes',
-                    '64', '64', '--batch-size', '64', '--eval-every', '1000',
-                    '--eval-episodes', '2', '--torch-threads', '1', '--precision', 'bfloat16',
-                    '--no-tensorboard')
+    result = ddpg_train(tmp_path, '--env', 'InvertedPendulum-v5', '--seed', '0',
+                        '--total-steps', '2000', '--learning-starts', '500', '--hidden-sizes',
+                        '64', '64', '--batch-size', '64', '--eval-every', '1000',
+                        '--eval-episodes', '2', '--torch-threads', '1', '--precision', 'bfloat16',
+                        '--no-tensorboard')
     assert result.returncode == 0, result.stderr
     assert 'precision=bfloat16' in result.stderr  # the preset line names the override
     checkpoint = load_checkpoint(tmp_path / 'checkpoint.pt')
@@ -130,11 +127,11 @@ def test_a_resumed_run_continues_its_counters_buffer_and_settings(
     (('--env', 'InvertedDoublePendulum-v5'), 'does not match this robot'),
 ])
 def test_resume_refuses_what_cannot_continue(tmp_path: Path, args, message) -> None:
-    _train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '300',
-           '--learning-starts', '300', '--eval-every', '300', '--eval-episodes', '1',
-           '--no-tensorboard')
-    result = _train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '400',
-                    '--resume', str(tmp_path / 'checkpoint.pt'), *args, timeout=120)
+    ddpg_train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '300',
+               '--learning-starts', '300', '--eval-every', '300', '--eval-episodes', '1',
+               '--no-tensorboard')
+    result = ddpg_train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '400',
+                        '--resume', str(tmp_path / 'checkpoint.pt'), *args, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('ddpg-train: error: '), lines
@@ -145,12 +142,12 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
     args = ('--env', 'Pendulum-v1', '--total-steps', '600', '--learning-starts', '300',
             '--batch-size', '32', '--hidden-sizes', '32', '32', '--eval-every', '600',
             '--eval-episodes', '1', '--no-tensorboard', '--seed', '3', '--torch-threads', '1')
-    runs = [_train(tmp_path / name, *args) for name in ('a', 'b')]
+    runs = [ddpg_train(tmp_path / name, *args) for name in ('a', 'b')]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     a = load_checkpoint(tmp_path / 'a' / 'checkpoint.pt').agent_state['actor']
     b = load_checkpoint(tmp_path / 'b' / 'checkpoint.pt').agent_state['actor']
     assert all(torch.equal(a[k], b[k]) for k in a)
-    other = _train(tmp_path / 'c', *args[:-4], '--seed', '4', '--torch-threads', '1')
+    other = ddpg_train(tmp_path / 'c', *args[:-4], '--seed', '4', '--torch-threads', '1')
     assert other.returncode == 0, other.stderr
     c = load_checkpoint(tmp_path / 'c' / 'checkpoint.pt').agent_state['actor']
     assert not all(torch.equal(a[k], c[k]) for k in a)
@@ -167,7 +164,7 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
     (('--env', 'Pendulum-v1', '--total-steps', '0'), 'total_steps=0 must be >= 1'),
 ])
 def test_train_bad_input_is_one_clear_line(tmp_path: Path, args, message) -> None:
-    result = _train(tmp_path / 'out', *args, timeout=120)
+    result = ddpg_train(tmp_path / 'out', *args, timeout=120)
     assert result.returncode == 2
     assert 'Traceback' not in result.stderr
     lines = result.stderr.strip().splitlines()
