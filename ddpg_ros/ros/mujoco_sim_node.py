@@ -5,10 +5,9 @@ It publishes what a robot's broadcasters would, all stamped alike with sim time
 (:mod:`ddpg_ros.ros.sim_publishers`): ``joint_states``; ``odom``, ``root_pose`` and
 ``contact_forces`` for a free-floating root; ``imu`` for a model with an IMU site; then
 ``/clock``. Commands come in on the topic of the model's actuator kind, as ros2_control's
-forward command controllers take them
-(:func:`ddpg_ros.sim.simulation.command_interface`). ``~/reset`` starts a new seeded episode,
-``/diagnostics`` reports once a second, ``~/image`` carries pictures at ``image_rate`` while
-anyone subscribes (:mod:`ddpg_ros.sim.rendering`).
+controllers take them (:func:`ddpg_ros.sim.simulation.command_interface`). ``~/reset``
+starts a seeded episode, ``/diagnostics`` reports once a second, ``~/image`` carries
+pictures at ``image_rate`` while anyone subscribes (:mod:`ddpg_ros.sim.rendering`).
 
 ``lockstep`` advances one control period per command, then publishes, so the agent sets the
 pace. ``realtime`` advances on the wall clock at ``state_rate`` states per sim second and
