@@ -196,7 +196,7 @@ def test_an_env_without_preset_takes_the_defaults_and_says_so(tmp_path: Path, ca
     assert rc == 0, err
     assert len(err) == 1
     assert err[0].startswith('ddpg-train: no preset for Pendulum-v1: DDPGConfig defaults '
-                             '(presets: InvertedPendulum-v5, ')
+                             '(presets: InvertedPendulum-v5/ddpg, InvertedPendulum-v5, ')
     assert _stored_config(out) == DEFAULTS
 
 

@@ -29,10 +29,11 @@ from ddpg_ros.core.ddpg import DDPG
 from ddpg_ros.sim.envs import make_env, spec_for_env
 from ddpg_ros.cli.evaluation import evaluate
 from ddpg_ros.core.noise import make_noise
-from ddpg_ros.core.presets import (NO_PRESET, PRESETS_FILE, RUN_FIELDS, describe, preset_for,
-                                   preset_names)
+from ddpg_ros.core.presets import (NO_PRESET, PLAIN_DDPG, PRESETS_FILE, RUN_FIELDS, describe,
+                                   preset_for, preset_name, preset_names)
 from ddpg_ros.core.replay_buffer import ReplayBuffer
 from ddpg_ros.core.run_log import RunLog, prepare_output_dir
+from ddpg_ros.core.saturation import SaturationWatch
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Trainer:
         self.noise = make_noise(config.noise_type, config.noise_sigma, self.low, self.high,
                                 self.rng, theta=config.noise_theta)
         space.seed(config.seed)
+        self.saturation = SaturationWatch(self.low, self.high)
         self.env_steps = 0
         self.episodes = 0
         self.resumed_from = 0
@@ -156,7 +158,9 @@ class Trainer:
         """Uniform random actions until learning starts, then the actor plus noise."""
         if self.env_steps < self.config.learning_starts:
             return self.env.action_space.sample().astype(np.float64)
-        return np.clip(self.agent.act(obs) + self.noise(), self.low, self.high)
+        action = self.agent.act(obs)
+        self.saturation.record(action)
+        return np.clip(action + self.noise(), self.low, self.high)
 
     def run(self) -> TrainResult:
         """Train for ``total_steps`` environment steps and write every output."""
@@ -215,7 +219,12 @@ class Trainer:
                     if info is not None:
                         row.update(critic_loss=float(info.critic_loss),
                                    actor_loss=float(info.actor_loss), q_mean=float(info.q_mean))
+                    share = self.saturation.share
+                    row['actor_at_bound'] = round(share, 4) if share is not None else ''
                     logger.record(row)
+                    if self.saturation.saturated:
+                        bar.warn(f'ddpg-train: warning at step {step}: '
+                                 f'{self.saturation.message()}')
                     if mean > self.best_eval_return:
                         self.best_eval_return = mean
                         self.save(run.out / 'best.pt')
@@ -289,6 +298,13 @@ class _ProgressBar:
         else:
             print(text, file=sys.stderr, flush=True)
 
+    def warn(self, text: str) -> None:
+        """Say ``text`` even without a progress bar: warnings are never silenced."""
+        if self.tqdm is not None:
+            self.tqdm.write(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self.tqdm is not None:
             self.tqdm.close()
@@ -321,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "one; --total-steps counts from the start of that run; --out "
                              "defaults to the checkpoint's directory")
     parser.add_argument('--preset', metavar='NAME', default=argparse.SUPPRESS,
-                        help="start from this env id's preset instead of --env's; "
-                             f"'{NO_PRESET}' for the plain DDPGConfig defaults "
+                        help="start from this preset of the presets file instead of --env's; "
+                             f"'{PLAIN_DDPG}' for --env's plain DDPG preset (every extension "
+                             f"off); '{NO_PRESET}' for the plain DDPGConfig defaults "
                              '(default: the preset of --env, when there is one)')
     add_config_arguments(parser, preset_note=(
         f'Unset flags take their value from the preset of --env in {PRESETS_FILE.name} '
@@ -343,7 +360,7 @@ def _preset_config(args: argparse.Namespace) -> tuple[DDPGConfig, str]:
     asked = getattr(args, 'preset', None)
     if asked == NO_PRESET:
         return config_from_args(args), f'--preset {NO_PRESET}: DDPGConfig defaults{overrides}'
-    name = asked or args.env
+    name = preset_name(asked, args.env) if asked else args.env
     preset = preset_for(name, required=asked is not None)
     if preset is None:
         return config_from_args(args), (

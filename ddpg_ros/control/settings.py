@@ -128,12 +128,13 @@ def resolve_preset(name: str, task: Any) -> tuple[str, dict[str, Any]]:
     """
     Return the preset a node's ``preset`` parameter selects, and its DDPGConfig arguments.
 
-    :param name: an env id of ``ddpg_ros/core/presets.yaml``; ``''`` = the task's env id (no
-        preset if it has none); ``'none'`` = DDPGConfig's defaults.
+    :param name: a key of ``ddpg_ros/core/presets.yaml``; ``''`` = the task's env id (no
+        preset if it has none); ``'ddpg'`` = the plain DDPG preset of the task's env id;
+        ``'none'`` = DDPGConfig's defaults.
     :return: the preset's name (``''`` for none) and its keyword arguments.
     :raises ValueError: an unknown preset name, naming it and the known ones.
     """
-    from ddpg_ros.core.presets import NO_PRESET, preset_for
+    from ddpg_ros.core.presets import NO_PRESET, preset_for, preset_name
 
     if name == NO_PRESET:
         return '', {}
@@ -142,6 +143,7 @@ def resolve_preset(name: str, task: Any) -> tuple[str, dict[str, Any]]:
         preset = preset_for(name) if name else None
         return (name, preset) if preset is not None else ('', {})
     try:
+        name = preset_name(name, task.env_id)
         return name, preset_for(name, required=True)
     except ValueError as exc:
         raise ValueError(f'preset={name!r}: {exc}') from exc

@@ -39,6 +39,7 @@ from ddpg_ros.core.networks import Actor
 from ddpg_ros.core.noise import make_noise
 from ddpg_ros.core.replay_buffer import ReplayBuffer
 from ddpg_ros.core.run_log import BackgroundRunLog, prepare_output_dir
+from ddpg_ros.core.saturation import SaturationWatch
 from ddpg_ros.tasks import Task
 
 Log = Callable[[str], None]
@@ -243,7 +244,7 @@ class LocalTraining(CheckpointedRun):
         # Before anything is built: a run that cannot keep its results does not start.
         prepare_output_dir(settings.checkpoint_dir, 'checkpoint_dir')
         self.task, self.spec, self.settings = task, spec, settings
-        self._info = info
+        self._info, self._warn = info, warn
         low = np.asarray(task.action_low, dtype=np.float64)
         high = np.asarray(task.action_high, dtype=np.float64)
         self._low, self._high = low, high
@@ -290,6 +291,9 @@ class LocalTraining(CheckpointedRun):
         self.rotation = CheckpointRotation(settings.checkpoint_dir, settings.keep_checkpoints,
                                            best)
         self.resumed_at = self.counters['env_steps']
+        self.saturation = SaturationWatch(low, high)
+        """The actor's noise-free actions while it trains: stuck at the bounds?"""
+        self._saturation_said = False
         self.last_wait = 0.0
         """Seconds the latest action waited for the learner (lockstep's update-to-data)."""
         self.wait_timeouts = 0
@@ -336,7 +340,10 @@ class LocalTraining(CheckpointedRun):
         if explore and env_steps < self.config.learning_starts:
             return self.rng.uniform(self._low, self._high)
         action = policy_action(self.learner.snapshot, obs)
-        return action + self.noise() if explore else action
+        if not explore:
+            return action
+        self.saturation.record(action)
+        return action + self.noise()
 
     def store(self, transition: Transition, env_steps: int) -> None:
         """Store a transition, grant its updates, and note what is due at this step."""
@@ -378,7 +385,17 @@ class LocalTraining(CheckpointedRun):
             'critic_loss': info.critic_loss if info else '',
             'actor_loss': info.actor_loss if info else '',
             'q_mean': info.q_mean if info else '',
+            'actor_at_bound': self.saturation.share,
         })
+        # Said in the log once when it starts and once when it ends; /diagnostics says it
+        # all along.
+        if self.saturation.saturated != self._saturation_said:
+            self._saturation_said = self.saturation.saturated
+            if self._saturation_said:
+                self._warn(f'at step {episodes.env_steps}: {self.saturation.message()}')
+            else:
+                self._info(f'at step {episodes.env_steps}: the actor has left its action '
+                           'bounds again')
 
     def save_checkpoint(self) -> Path:
         """
@@ -430,6 +447,9 @@ class LocalTraining(CheckpointedRun):
             'critic_loss': f'{float(info.critic_loss):.6g}' if info else '',
             'actor_loss': f'{float(info.actor_loss):.6g}' if info else '',
             'q_mean': f'{float(info.q_mean):.6g}' if info else '',
+            'actor_at_bound': f'{share:.3f}' if (share := self.saturation.share) is not None
+                              else '',
+            'actor_saturated': str(self.saturation.saturated),
         }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 NOISE_TYPES = ('gaussian', 'ornstein_uhlenbeck', 'none')
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('float32', 'bfloat16')
+CRITIC_NORMS = ('none', 'layer')
 
 
 @dataclass
@@ -47,6 +48,20 @@ class DDPGConfig:
     precision: str = 'float32'
     """Matrix products of the updates: 'float32', or 'bfloat16' autocast (faster on CPUs
     and GPUs with bf16 units; weights, optimizer state and losses stay float32)."""
+    n_critics: int = 1
+    """Critics trained side by side; the Bellman target takes the smallest of their target
+    values (clipped double Q, TD3: 2) and the actor ascends their mean."""
+    target_noise: float = 0.0
+    """Target policy smoothing (TD3: 0.2): Gaussian noise added to the target action, as a
+    fraction of each action's half range."""
+    target_noise_clip: float = 0.5
+    """Bound of the target policy smoothing noise, as a fraction of the half range."""
+    policy_delay: int = 1
+    """Critic updates per actor and target update (TD3: 2)."""
+    critic_norm: str = 'none'
+    """'layer': LayerNorm after each hidden layer of the critics (DroQ, MR.Q); 'none'."""
+    critic_dropout: float = 0.0
+    """Dropout probability in the critics' hidden layers (DroQ: 0.01); 0 for none."""
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -79,6 +94,22 @@ class DDPGConfig:
                f'must be one of {", ".join(DEVICES)}')
         _check(self.precision in PRECISIONS, 'precision', self.precision,
                f'must be one of {", ".join(PRECISIONS)}')
+        _check(self.n_critics >= 1, 'n_critics', self.n_critics, 'must be >= 1')
+        _check(math.isfinite(self.target_noise) and self.target_noise >= 0.0, 'target_noise',
+               self.target_noise, 'must be >= 0')
+        _check(math.isfinite(self.target_noise_clip) and self.target_noise_clip >= 0.0,
+               'target_noise_clip', self.target_noise_clip, 'must be >= 0')
+        _check(self.policy_delay >= 1, 'policy_delay', self.policy_delay, 'must be >= 1')
+        _check(self.critic_norm in CRITIC_NORMS, 'critic_norm', self.critic_norm,
+               f'must be one of {", ".join(CRITIC_NORMS)}')
+        _check(0.0 <= self.critic_dropout < 1.0, 'critic_dropout', self.critic_dropout,
+               'must be in [0, 1)')
+
+    @property
+    def plain_critic(self) -> bool:
+        """True when no critic extension is on: one plain MLP critic, as in the DDPG paper."""
+        return (self.n_critics == 1 and self.critic_norm == 'none'
+                and self.critic_dropout == 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so a checkpoint can store it without pickling objects."""
@@ -120,4 +151,4 @@ def field_docs(cls: type = DDPGConfig) -> dict[str, str]:
     return docs
 
 
-__all__ = ['DDPGConfig', 'NOISE_TYPES', 'DEVICES', 'PRECISIONS', 'field_docs']
+__all__ = ['DDPGConfig', 'NOISE_TYPES', 'DEVICES', 'PRECISIONS', 'CRITIC_NORMS', 'field_docs']

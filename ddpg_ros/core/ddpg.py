@@ -7,6 +7,17 @@ Follows Spinning Up's DDPG (Lillicrap et al., 2016):
 * critic loss ``mean((Q(s, a) - y)^2)``;
 * actor loss ``-mean(Q(s, mu(s)))`` (gradient ascent on Q);
 * soft update ``theta' = tau * theta + (1 - tau) * theta'`` after every step.
+
+Opt-in extensions of the same deterministic actor-critic (:class:`DDPGConfig`), all off by
+default, when the update above is exactly the paper's:
+
+* ``n_critics`` critics, the target the smallest of their target values, the actor ascending
+  their mean (clipped double Q: Fujimoto et al. 2018, TD3; REDQ and DroQ average for the
+  actor). The critics are one :class:`EnsembleCritic`: a batched matrix product per layer;
+* ``target_noise``: clipped Gaussian noise on the target action (TD3's target smoothing);
+* ``policy_delay``: the actor and the targets move once per ``policy_delay`` critic steps (TD3);
+* ``critic_norm``/``critic_dropout``: LayerNorm and dropout in the critics (DroQ,
+  Hiraoka et al. 2022).
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ import torch
 from torch import nn
 
 from ddpg_ros.core.config import DDPGConfig
-from ddpg_ros.core.networks import Actor, Critic
+from ddpg_ros.core.networks import Actor, Critic, EnsembleCritic
 from ddpg_ros.core.replay_buffer import Batch
 
 
@@ -85,10 +96,23 @@ class DDPG:
         torch.manual_seed(config.seed)
         hidden = config.hidden_sizes
         self.actor = Actor(obs_dim, action_low, action_high, hidden).to(self.device)
-        self.critic = Critic(obs_dim, action_low.size, hidden).to(self.device)
+        # Random draws of the extensions (target smoothing, dropout masks) come from a
+        # generator of their own, whose state a checkpoint keeps.
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(config.seed)
+        self.critic: Critic | EnsembleCritic
+        if config.plain_critic:
+            self.critic = Critic(obs_dim, action_low.size, hidden).to(self.device)
+        else:
+            self.critic = EnsembleCritic(config.n_critics, obs_dim, action_low.size, hidden,
+                                         layer_norm=config.critic_norm == 'layer',
+                                         dropout=config.critic_dropout).to(self.device)
         # Targets start as exact copies and are only ever moved by soft updates.
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        for critic in (self.critic, self.critic_target):
+            if isinstance(critic, EnsembleCritic):
+                critic.generator = self.generator
         # The fused Adam kernel does the same arithmetic as the default one in one pass over
         # each parameter list: about 5 % faster updates on a CPU (benchmarks/RESULTS.md).
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr,
@@ -97,6 +121,7 @@ class DDPG:
                                                  fused=True)
         self._autocast_dtype = torch.bfloat16 if config.precision == 'bfloat16' else None
         self.updates = 0
+        self._last_actor_loss = torch.zeros((), device=self.device)
 
     @property
     def action_dim(self) -> int:
@@ -108,31 +133,65 @@ class DDPG:
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         return self.actor(obs_t).cpu().numpy().astype(np.float64)
 
+    @staticmethod
+    def _values(critic: Critic | EnsembleCritic, obs: torch.Tensor,
+                action: torch.Tensor) -> torch.Tensor:
+        """Q values of every critic, ``(n_critics, B)``, in float32."""
+        q = critic(obs, action).float()
+        return q.unsqueeze(0) if q.dim() == 1 else q
+
+    def target_action(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """
+        ``mu'(s')``; with ``target_noise``, plus ``clip(N(0, sigma), -c, c)`` per dimension,
+        clipped to the bounds (TD3's target policy smoothing; sigma and c in half ranges).
+        """
+        action = self.actor_target(next_obs)
+        sigma = self.config.target_noise
+        if sigma == 0.0:
+            return action
+        scale = self.actor_target.action_scale
+        noise = torch.randn(action.shape, generator=self.generator, device=action.device)
+        bound = self.config.target_noise_clip
+        noise = (noise * sigma).clamp(-bound, bound) * scale
+        low = self.actor_target.action_bias - scale
+        return torch.clamp(action + noise, low, low + 2.0 * scale)
+
     def critic_target_values(self, batch: Batch) -> torch.Tensor:
         """
-        ``y = r + gamma * (1 - terminated) * Q'(s', mu'(s'))``.
+        ``y = r + gamma * (1 - terminated) * min_i Q'_i(s', mu'(s'))``.
 
         Only a true termination stops bootstrapping; a time-limit truncation was stored with
-        ``terminated = 0`` so its next state keeps its value.
+        ``terminated = 0`` so its next state keeps its value. With one critic the minimum is
+        that critic's value, the paper's target.
         """
         with torch.no_grad():
-            next_action = self.actor_target(batch.next_obs)
-            next_q = self.critic_target(batch.next_obs, next_action).float()
+            next_action = self.target_action(batch.next_obs)
+            next_q = self._values(self.critic_target, batch.next_obs, next_action).amin(0)
             return batch.rewards + self.config.gamma * (1.0 - batch.terminated) * next_q
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean squared Bellman error and the Q values it was computed from."""
-        q = self.critic(batch.obs, batch.actions).float()
-        return ((q - self.critic_target_values(batch)) ** 2).mean(), q
+        """
+        Mean squared Bellman error, summed over the critics, and their Q values: ``(B,)`` for
+        one critic, ``(n_critics, B)`` for several.
+
+        Summed, not averaged, so that each critic gets the gradient a lone critic would (TD3).
+        """
+        q = self._values(self.critic, batch.obs, batch.actions)
+        y = self.critic_target_values(batch)
+        return ((q - y) ** 2).mean(1).sum(), q.squeeze(0)
 
     def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        """``-mean Q(s, mu(s))``: minimising it is gradient ascent on Q."""
-        # .float(): under bfloat16 autocast the mean (and so the gradient scale) stays float32.
-        return -self.critic(obs, self.actor(obs)).float().mean()
+        """``-mean Q(s, mu(s))``, over the batch and the critics: gradient ascent on Q."""
+        # float32 values: under bfloat16 autocast the mean (and so the gradient scale) stays
+        # float32.
+        return -self._values(self.critic, obs, self.actor(obs)).mean()
 
     def update(self, batch: Batch, check_finite: bool = True) -> UpdateInfo:
         """
         One critic step, one actor step, one soft update of both targets.
+
+        With ``policy_delay`` d, the actor step and the soft updates happen on every d-th
+        call only (counting from the first); the other calls report the last actor loss.
 
         :param check_finite: refuse to apply a NaN or infinite loss (one host sync per loss).
         :raises NonFiniteLossError: when ``check_finite`` and a loss is not finite; the
@@ -146,12 +205,20 @@ class DDPG:
         critic_loss.backward()
         self.critic_optimizer.step()
 
+        if self.updates % self.config.policy_delay == 0:
+            self._last_actor_loss = self._actor_step(batch.obs, check_finite)
+            soft_update(self.actor_target, self.actor, self.config.tau)
+            soft_update(self.critic_target, self.critic, self.config.tau)
+        self.updates += 1
+        return UpdateInfo(critic_loss.detach(), self._last_actor_loss, q.detach().mean())
+
+    def _actor_step(self, obs: torch.Tensor, check_finite: bool) -> torch.Tensor:
         # Freeze the critic while differentiating through it: the actor step needs only
         # dQ/da, and skipping the critic's weight gradients saves a third of the backward.
         self.critic.requires_grad_(False)
         try:
             with self._autocast():
-                actor_loss = self.actor_loss(batch.obs)
+                actor_loss = self.actor_loss(obs)
             if check_finite and not torch.isfinite(actor_loss):
                 raise NonFiniteLossError(f'actor loss is {actor_loss.item()}')
             self.actor_optimizer.zero_grad(set_to_none=True)
@@ -159,11 +226,7 @@ class DDPG:
             self.actor_optimizer.step()
         finally:
             self.critic.requires_grad_(True)
-
-        soft_update(self.actor_target, self.actor, self.config.tau)
-        soft_update(self.critic_target, self.critic, self.config.tau)
-        self.updates += 1
-        return UpdateInfo(critic_loss.detach(), actor_loss.detach(), q.detach().mean())
+        return actor_loss.detach()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bfloat16 matrix products when configured; losses are taken back to float32."""
@@ -182,7 +245,10 @@ class DDPG:
         return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
 
     def state_dict(self) -> dict[str, Any]:
-        """Networks, optimizers and the update counter; tensors and plain types only."""
+        """
+        Networks, optimizers, the update counter and the extensions' random state; tensors
+        and plain types only.
+        """
         return {
             'actor': self.actor.state_dict(),
             'critic': self.critic.state_dict(),
@@ -191,6 +257,7 @@ class DDPG:
             'actor_optimizer': self.actor_optimizer.state_dict(),
             'critic_optimizer': self.critic_optimizer.state_dict(),
             'updates': self.updates,
+            'generator': self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any], optimizers: bool = True) -> None:
@@ -203,3 +270,5 @@ class DDPG:
             self.actor_optimizer.load_state_dict(state['actor_optimizer'])
             self.critic_optimizer.load_state_dict(state['critic_optimizer'])
         self.updates = int(state['updates'])
+        if 'generator' in state:  # absent in checkpoints from before the extensions
+            self.generator.set_state(state['generator'].cpu())

@@ -23,6 +23,10 @@ PRESETS_FILE = Path(__file__).with_name('presets.yaml')
 NO_PRESET = 'none'
 """The preset name that asks for DDPGConfig's plain defaults."""
 
+PLAIN_DDPG = 'ddpg'
+"""The preset name that asks for the env's tuned values with every extension off: the preset
+``<env id>/ddpg`` of the presets file."""
+
 RUN_FIELDS = ('seed', 'device')
 """DDPGConfig fields that belong to a run, never to a preset."""
 
@@ -123,6 +127,23 @@ def preset_for(name: str, path: str | Path | None = None,
     return None
 
 
+def preset_name(asked: str, env_id: str | None) -> str:
+    """
+    Return the presets-file key that a preset name asks for.
+
+    ``ddpg`` (:data:`PLAIN_DDPG`) means the plain DDPG preset of the env, ``<env_id>/ddpg``;
+    any other name is a key of the file already.
+
+    :raises ValueError: ``ddpg`` asked for where there is no env id to complete it.
+    """
+    if asked != PLAIN_DDPG:
+        return asked
+    if not env_id:
+        raise ValueError(f'preset {PLAIN_DDPG!r} needs an env id (this task mirrors none): '
+                         f'name one, e.g. InvertedPendulum-v5/{PLAIN_DDPG}')
+    return f'{env_id}/{PLAIN_DDPG}'
+
+
 def env_id_for_task(task: str) -> str | None:
     """
     Return the Gymnasium env id a task reproduces, e.g. ``'Hopper-v5'`` for ``'hopper'``.
@@ -161,6 +182,6 @@ def describe(preset: dict[str, Any]) -> str:
     return ' '.join(parts)
 
 
-__all__ = ['NO_PRESET', 'PRESETS_FILE', 'PRESET_FIELDS', 'RUN_FIELDS', 'config_kwargs_for_task',
-           'describe', 'env_id_for_task', 'load_presets', 'preset_for', 'preset_names',
+__all__ = ['NO_PRESET', 'PLAIN_DDPG', 'PRESETS_FILE', 'PRESET_FIELDS', 'RUN_FIELDS', 'config_kwargs_for_task',
+           'describe', 'env_id_for_task', 'load_presets', 'preset_for', 'preset_name', 'preset_names',
            'validate_preset']

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 CSV_FIELDS = ('env_steps', 'updates', 'episodes', 'time_s', 'steps_per_s', 'eval_return_mean',
-              'eval_return_std', 'train_return_mean', 'critic_loss', 'actor_loss', 'q_mean')
+              'eval_return_std', 'train_return_mean', 'critic_loss', 'actor_loss', 'q_mean',
+              'actor_at_bound')
 """The columns of ``progress.csv``; a value not known at a row is left empty."""
 CURVE_FILE = 'learning_curve.png'
 
@@ -60,8 +61,14 @@ class RunLog:
         self.title = title
         path = self.out / 'progress.csv'
         header = not (append and path.is_file() and path.stat().st_size)
+        self.fields = CSV_FIELDS
+        if not header:
+            # A run continued from an older version keeps that file's columns, so that no
+            # row of it ever has more cells than its header.
+            with open(path, newline='') as existing:
+                self.fields = tuple(next(csv.reader(existing), CSV_FIELDS))
         self._csv_file = open(path, 'a' if append else 'w', newline='')
-        self._csv = csv.DictWriter(self._csv_file, fieldnames=CSV_FIELDS)
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=self.fields, extrasaction='ignore')
         if header:
             self._csv.writeheader()
             self._csv_file.flush()
@@ -84,7 +91,7 @@ class RunLog:
         """
         row = {key: ('' if value is None or isinstance(value, str) else _number(value))
                for key, value in row.items()}
-        self._csv.writerow({key: row.get(key, '') for key in CSV_FIELDS})
+        self._csv.writerow({key: row.get(key, '') for key in self.fields})
         self._csv_file.flush()
         step = int(row['env_steps'])
         for key, value in row.items():

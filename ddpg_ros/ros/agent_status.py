@@ -110,6 +110,9 @@ class AgentStatus:
             warnings.append(f'no valid {silent} for {agent.settings.state_timeout:g} s: '
                             'safe command sent, not acting')
         warnings += [f'{fresh[key]} {text}' for key, text in WARNINGS if fresh[key]]
+        saturation = getattr(agent.policy, 'saturation', None)
+        if saturation is not None and saturation.saturated:
+            warnings.append(saturation.message())
         learner = agent.policy.learner
         fault = learner.fault if learner is not None else None
         if fault is not None:

@@ -1,0 +1,221 @@
+r"""
+Sample efficiency and stability of the learner's extensions: ``ddpg-train`` per variant and seed.
+
+A *variant* is a preset plus flags (``VARIANTS`` below): plain DDPG, TD3's three changes,
+LayerNorm and dropout critics, widths, update-to-data ratios. Every run is a real
+``ddpg-train`` process with one torch thread, evaluated without noise every ``--eval-every``
+steps on ``--eval-episodes`` episodes. Reported per variant:
+
+* **first solve**: the first evaluation step whose mean return reaches ``--solved`` (the
+  pendulum's 1000: every episode balanced for 1000 steps); median over seeds, interquartile
+  mean with a 95 % bootstrap interval (``rliable``) over the seeds that solved, and how many did;
+* **stability**: the share of evaluations at ``--stable`` (950) or more from the first solve
+  to the end of the run;
+* **saturated**: seeds whose log reported a saturated actor;
+* wall time per run (median), on this machine.
+
+Results go into ``benchmarks/results/sample_efficiency.json`` as each run ends; finished
+(env, variant, steps, seed) runs are skipped unless ``--force``. Examples::
+
+    . .venv/bin/activate
+    pip install -r benchmarks/requirements.txt          # rliable for the intervals
+    nohup python benchmarks/sample_efficiency.py --env InvertedPendulum-v5 --steps 15000 \
+        --variants ddpg td3 td3_ln --seeds 0 1 2 3 4 --jobs 2 \
+        > benchmarks/out/sample_efficiency/driver.log 2>&1 &
+    python benchmarks/sample_efficiency.py --summarize
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_OUT = HERE / 'out' / 'sample_efficiency'
+DEFAULT_RESULTS = HERE / 'results' / 'sample_efficiency.json'
+
+TD3 = ('--n-critics', '2', '--target-noise', '0.2', '--policy-delay', '2')
+VARIANTS: dict[str, tuple[str, ...]] = {
+    # The preset of the env as it is in presets.yaml (whatever it now holds).
+    'preset': (),
+    # The DDPG of the paper with the env's tuned values: every extension off.
+    'ddpg': ('--preset', 'ddpg'),
+    'ddpg_ln': ('--preset', 'ddpg', '--critic-norm', 'layer'),
+    'td3': ('--preset', 'ddpg', *TD3),
+    'td3_ln': ('--preset', 'ddpg', *TD3, '--critic-norm', 'layer'),
+    'td3_ln_64': ('--preset', 'ddpg', *TD3, '--critic-norm', 'layer',
+                  '--hidden-sizes', '64', '64'),
+    'td3_64': ('--preset', 'ddpg', *TD3, '--hidden-sizes', '64', '64'),
+    'twin_ln': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'layer'),
+    'droq_ln': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'layer',
+                '--critic-dropout', '0.01', '--target-noise', '0.2'),
+    'td3_ln_utd2': ('--preset', 'ddpg', *TD3, '--critic-norm', 'layer',
+                    '--updates-per-step', '2'),
+}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
+
+
+def _commit() -> str:
+    result = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
+                            capture_output=True, text=True)
+    return result.stdout.strip() or 'unknown'
+
+
+def run_key(run: dict) -> tuple:
+    return run['env'], run['variant'], run['steps'], run['seed']
+
+
+def load_results(path: Path) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {'machine': f'{platform.processor() or platform.machine()}, '
+                       f'{os.cpu_count()} cores', 'runs': []}
+
+
+def save_result(path: Path, run: dict) -> None:
+    """Add (or replace) one run; the file is written whole, through a rename."""
+    results = load_results(path)
+    results['runs'] = [r for r in results['runs'] if run_key(r) != run_key(run)] + [run]
+    results['runs'].sort(key=run_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(json.dumps(results, indent=1) + '\n')
+    tmp.replace(path)
+
+
+def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
+    """Run ``ddpg-train`` for one (variant, seed) and return its record."""
+    directory = args.out / f'{args.env}-{variant}-{args.steps}-seed{seed}'
+    flags = VARIANTS[variant]
+    cmd = [str(Path(sys.executable).with_name('ddpg-train')), '--env', args.env,
+           '--total-steps', str(args.steps), '--seed', str(seed), '--torch-threads', '1',
+           '--eval-every', str(args.eval_every), '--eval-episodes', str(args.eval_episodes),
+           '--no-tensorboard', '--no-progress', '--out', str(directory), *flags]
+    if directory.exists():
+        subprocess.run(['rm', '-rf', str(directory)], check=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    curve = []
+    progress = directory / 'progress.csv'
+    if progress.is_file():
+        with open(progress, newline='') as f:
+            curve = [[int(row['env_steps']), round(float(row['eval_return_mean']), 1)]
+                     for row in csv.DictReader(f)]
+    saturated = 'saturated' in proc.stderr
+    record = {'env': args.env, 'variant': variant, 'flags': list(flags), 'steps': args.steps,
+              'seed': seed, 'returncode': proc.returncode, 'wall_time_s': round(wall, 1),
+              'eval_every': args.eval_every, 'eval_episodes': args.eval_episodes,
+              'saturated': saturated, 'curve': curve, 'commit': _commit(),
+              'finished_utc': _now(), 'load_average': round(os.getloadavg()[0], 2)}
+    if proc.returncode != 0:
+        record['stderr_tail'] = proc.stderr[-2000:]
+    print(f'[{_now()}] {variant} seed {seed}: exit {proc.returncode}, {wall:.0f} s, '
+          f'first solve {first_solve(curve, args.solved)}', flush=True)
+    return record
+
+
+def first_solve(curve: list, solved: float) -> int | None:
+    return next((step for step, ret in curve if ret >= solved), None)
+
+
+def stability(curve: list, solved: float, stable: float) -> float | None:
+    """Share of evaluations at ``stable`` or more from the first solve on."""
+    first = first_solve(curve, solved)
+    if first is None:
+        return None
+    after = [ret for step, ret in curve if step >= first]
+    return sum(ret >= stable for ret in after) / len(after)
+
+
+def iqm_interval(values: list[float]) -> tuple[float, float, float]:
+    """Interquartile mean and its 95 % stratified bootstrap interval (rliable)."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    scores = {'x': np.asarray(values, dtype=np.float64).reshape(-1, 1)}
+    point, interval = rly.get_interval_estimates(
+        scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=2000)
+    return float(point['x'][0]), float(interval['x'][0][0]), float(interval['x'][1][0])
+
+
+def summarize(results: dict, solved: float, stable: float) -> str:
+    groups: dict[tuple, list[dict]] = {}
+    for run in results['runs']:
+        groups.setdefault((run['env'], run['steps'], run['variant']), []).append(run)
+    lines = ['| env | steps | variant | seeds solved | first solve, median | first solve, IQM '
+             '[95 % CI] | stable after solve, median (min) | saturated | wall s, median |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+    for (env, steps, variant), runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r['seed'])
+        firsts = [first_solve(r['curve'], solved) for r in runs]
+        solved_steps = [f for f in firsts if f is not None]
+        stab = [s for s in (stability(r['curve'], solved, stable) for r in runs)
+                if s is not None]
+        if len(solved_steps) >= 2:
+            iqm, low, high = iqm_interval(solved_steps)
+            iqm_text = f'{iqm:,.0f} [{low:,.0f}, {high:,.0f}]'
+        else:
+            iqm_text = '-'
+        # An unsolved seed counts as beyond the budget, so the median stays honest.
+        median = np.median([f if f is not None else np.inf for f in firsts])
+        median_text = f'{median:,.0f}' if np.isfinite(median) else f'> {steps:,}'
+        stab_text = (f'{np.median(stab):.0%} ({min(stab):.0%})' if stab else '-')
+        lines.append(
+            f'| {env} | {steps:,} | {variant} | {len(solved_steps)}/{len(runs)} '
+            f'(seeds {",".join(str(r["seed"]) for r in runs)}) | {median_text} | {iqm_text} '
+            f'| {stab_text} | {sum(r["saturated"] for r in runs)} '
+            f'| {np.median([r["wall_time_s"] for r in runs]):.0f} |')
+    return '\n'.join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--env', default='InvertedPendulum-v5')
+    parser.add_argument('--steps', type=int, default=15_000)
+    parser.add_argument('--variants', nargs='+', default=['ddpg', 'td3'],
+                        choices=sorted(VARIANTS))
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    parser.add_argument('--eval-every', type=int, default=1000)
+    parser.add_argument('--eval-episodes', type=int, default=5)
+    parser.add_argument('--solved', type=float, default=1000.0)
+    parser.add_argument('--stable', type=float, default=950.0)
+    parser.add_argument('--jobs', type=int, default=1)
+    parser.add_argument('--force', action='store_true')
+    parser.add_argument('--out', type=Path, default=DEFAULT_OUT)
+    parser.add_argument('--results', type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument('--summarize', action='store_true',
+                        help='print the table of what has finished and run nothing')
+    args = parser.parse_args()
+    if args.summarize:
+        print(summarize(load_results(args.results), args.solved, args.stable))
+        return 0
+    done = {run_key(r) for r in load_results(args.results)['runs']}
+    todo = [(v, s) for s in args.seeds for v in args.variants
+            if args.force or (args.env, v, args.steps, s) not in done]
+    print(f'[{_now()}] {len(todo)} runs, {args.jobs} at a time', flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for record in pool.map(lambda vs: one_run(args, *vs), todo):
+            save_result(args.results, record)
+    print(summarize(load_results(args.results), args.solved, args.stable))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The learner's opt-in extensions (TD3, LayerNorm and dropout critics) against hand values."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.ddpg import DDPG
+from ddpg_ros.core.networks import Critic, EnsembleCritic
+from ddpg_ros.core.replay_buffer import Batch
+
+GAMMA = 0.9
+
+
+def _set_member(critic: EnsembleCritic, i: int, hidden: list[float], hidden_bias: float,
+                out: float, out_bias: float) -> None:
+    """Critic i of a one-unit ensemble: ``Q_i(s, a) = out * relu(w . (s, a) + b) + out_bias``."""
+    with torch.no_grad():
+        critic.layers[0].weight[i, :, 0] = torch.tensor(hidden)
+        critic.layers[0].bias[i, 0, 0] = hidden_bias
+        critic.out.weight[i, 0, 0] = out
+        critic.out.bias[i, 0, 0] = out_bias
+
+
+@pytest.fixture()
+def twin() -> DDPG:
+    """
+    1-D obs, 1-D action in [-2, 2], one hidden unit everywhere, two critics.
+
+    target actor:   mu'(s)    = 2 * tanh(0.5 * relu(s))
+    target critics: Q'_1(s,a) = 3 * relu(s + a),  Q'_2(s,a) = 2 * relu(s + a) + 1
+    critics:        Q_1(s,a)  = 2 * relu(s + a) + 0.5,  Q_2(s,a) = 1 * relu(s + a)
+    actor:          mu(s)     = 2 * tanh(relu(s))
+    """
+    config = DDPGConfig(gamma=GAMMA, tau=0.5, hidden_sizes=(1,), batch_size=2, buffer_size=2,
+                        actor_lr=0.1, critic_lr=0.1, device='cpu', n_critics=2)
+    agent = DDPG(1, np.array([-2.0]), np.array([2.0]), config)
+    assert isinstance(agent.critic, EnsembleCritic) and agent.critic.n == 2
+    with torch.no_grad():
+        for actor, weight in ((agent.actor, 1.0), (agent.actor_target, 0.5)):
+            actor.net[0].weight.fill_(1.0)
+            actor.net[0].bias.fill_(0.0)
+            actor.net[2].weight.fill_(weight)
+            actor.net[2].bias.fill_(0.0)
+    _set_member(agent.critic_target, 0, [1.0, 1.0], 0.0, 3.0, 0.0)
+    _set_member(agent.critic_target, 1, [1.0, 1.0], 0.0, 2.0, 1.0)
+    _set_member(agent.critic, 0, [1.0, 1.0], 0.0, 2.0, 0.5)
+    _set_member(agent.critic, 1, [1.0, 1.0], 0.0, 1.0, 0.0)
+    return agent
+
+
+def _batch() -> Batch:
+    return Batch(obs=torch.tensor([[1.0], [0.2]]), actions=torch.tensor([[0.5], [-0.1]]),
+                 rewards=torch.tensor([1.0, 2.0]), next_obs=torch.tensor([[0.5], [1.5]]),
+                 terminated=torch.tensor([0.0, 0.0]))
+
+
+def _twin_target_by_hand(reward: float, next_obs: float) -> float:
+    next_action = 2 * math.tanh(0.5 * max(next_obs, 0.0))
+    x = max(next_obs + next_action, 0.0)
+    return reward + GAMMA * min(3 * x, 2 * x + 1)
+
+
+def test_the_target_takes_the_smaller_of_the_two_target_critics(twin: DDPG) -> None:
+    y = twin.critic_target_values(_batch())
+    # s'=0.5: 3x = 2.969 < 2x+1 = 2.980 (first critic); s'=1.5: 2x+1 = 6.541 < 3x (second).
+    assert y.tolist() == pytest.approx([_twin_target_by_hand(1.0, 0.5),
+                                        _twin_target_by_hand(2.0, 1.5)], rel=1e-6)
+    assert y[0] == pytest.approx(1.0 + GAMMA * 3 * (0.5 + 2 * math.tanh(0.25)), rel=1e-6)
+
+
+def test_the_critic_loss_sums_each_critics_mean_squared_error(twin: DDPG) -> None:
+    loss, q = twin.critic_loss(_batch())
+    y = [_twin_target_by_hand(1.0, 0.5), _twin_target_by_hand(2.0, 1.5)]
+    q1 = [2 * 1.5 + 0.5, 2 * 0.1 + 0.5]
+    q2 = [1.5, 0.1]
+    assert q.tolist() == [pytest.approx(q1), pytest.approx(q2)]
+    by_hand = (np.mean((np.subtract(q1, y)) ** 2) + np.mean((np.subtract(q2, y)) ** 2))
+    assert loss.item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_the_actor_ascends_the_mean_of_the_critics(twin: DDPG) -> None:
+    obs = torch.tensor([[1.0], [0.2]])
+    mu = [2 * math.tanh(1.0), 2 * math.tanh(0.2)]
+    q_mean = [(2 * (s + a) + 0.5 + (s + a)) / 2 for s, a in zip([1.0, 0.2], mu)]
+    assert twin.actor_loss(obs).item() == pytest.approx(-np.mean(q_mean), rel=1e-6)
+
+
+def test_target_smoothing_noise_is_clipped_scaled_and_kept_in_bounds() -> None:
+    config = DDPGConfig(hidden_sizes=(8,), device='cpu', target_noise=0.2, target_noise_clip=0.5)
+    agent = DDPG(3, np.array([-2.0, 0.0]), np.array([2.0, 1.0]), config)
+    next_obs = torch.randn(20_000, 3)
+    clean = agent.actor_target(next_obs)
+    noise = (agent.target_action(next_obs) - clean).detach()
+    half_range = torch.tensor([2.0, 0.5])
+    # Clipped at 0.5 half ranges, then clamped to the bounds: never beyond either.
+    assert (noise.abs() <= 0.5 * half_range + 1e-6).all()
+    smoothed = clean + noise
+    assert (smoothed >= torch.tensor([-2.0, 0.0]) - 1e-6).all()
+    assert (smoothed <= torch.tensor([2.0, 1.0]) + 1e-6).all()
+    # Away from the bounds it is N(0, 0.2 half ranges) (the clip at 2.5 sigma barely bites).
+    inside = ((clean - torch.tensor([-2.0, 0.0])).abs() > 0.5 * half_range).all(1) & \
+        ((clean - torch.tensor([2.0, 1.0])).abs() > 0.5 * half_range).all(1)
+    assert inside.sum() > 5000
+    std = (noise[inside] / half_range).std(0)
+    assert std.tolist() == pytest.approx([0.2, 0.2], abs=0.01)
+    assert DDPG(3, np.array([-2.0, 0.0]), np.array([2.0, 1.0]), config).target_action(
+        next_obs).sub(clean + noise).abs().max() < 1e-6, 'same seed, same smoothing noise'
+
+
+def test_without_smoothing_the_target_action_is_the_target_actor() -> None:
+    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), DDPGConfig(device='cpu'))
+    obs = torch.randn(64, 3)
+    assert torch.equal(agent.target_action(obs), agent.actor_target(obs))
+
+
+def test_a_policy_delay_moves_actor_and_targets_on_every_second_update_only() -> None:
+    config = DDPGConfig(hidden_sizes=(16,), device='cpu', batch_size=32, buffer_size=32,
+                        policy_delay=2, n_critics=2, target_noise=0.2)
+    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
+    generator = torch.Generator().manual_seed(1)
+    batch = Batch(obs=torch.randn(32, 3, generator=generator),
+                  actions=torch.rand(32, 1, generator=generator) * 2 - 1,
+                  rewards=torch.randn(32, generator=generator),
+                  next_obs=torch.randn(32, 3, generator=generator),
+                  terminated=torch.zeros(32))
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {f'{name}.{key}': value.clone() for name in ('actor', 'actor_target', 'critic',
+                                                           'critic_target')
+                for key, value in getattr(agent, name).state_dict().items()}
+
+    moved = []
+    for _ in range(4):
+        before = snapshot()
+        agent.update(batch)
+        after = snapshot()
+        moved.append({name for name in ('actor', 'actor_target', 'critic', 'critic_target')
+                      if any(not torch.equal(before[k], after[k]) for k in before
+                             if k.startswith(name + '.'))})
+    everything = {'actor', 'actor_target', 'critic', 'critic_target'}
+    assert moved == [everything, {'critic'}, everything, {'critic'}]
+    assert agent.updates == 4
+
+
+def test_the_ensemble_is_the_same_function_as_separate_critics() -> None:
+    torch.manual_seed(3)
+    ensemble = EnsembleCritic(3, obs_dim=5, action_dim=2, hidden_sizes=(7, 4))
+    obs, action = torch.randn(11, 5), torch.randn(11, 2)
+    q = ensemble(obs, action)
+    assert q.shape == (3, 11)
+    for i in range(3):
+        alone = Critic(5, 2, (7, 4))
+        with torch.no_grad():
+            for linear, layer in zip(alone.net[0::2], [*ensemble.layers, ensemble.out]):
+                linear.weight.copy_(layer.weight[i].T)
+                linear.bias.copy_(layer.bias[i, 0])
+        torch.testing.assert_close(q[i], alone(obs, action))
+
+
+def test_layer_norm_normalizes_each_critics_hidden_units_with_its_own_affine() -> None:
+    critic = EnsembleCritic(2, obs_dim=1, action_dim=1, hidden_sizes=(2,), layer_norm=True)
+    with torch.no_grad():
+        critic.layers[0].weight.copy_(torch.tensor([[[1.0, 3.0], [0.0, 1.0]],
+                                                    [[2.0, -1.0], [1.0, 1.0]]]))
+        critic.layers[0].bias.zero_()
+        critic.norm_weight[0].copy_(torch.tensor([[[2.0, 2.0]], [[1.0, 0.5]]]))
+        critic.norm_bias[0].copy_(torch.tensor([[[0.0, 1.0]], [[0.0, 0.0]]]))
+        critic.out.weight.fill_(1.0)
+        critic.out.bias.zero_()
+    s, a = 1.0, 2.0
+    q = critic(torch.tensor([[s]]), torch.tensor([[a]]))[:, 0]
+
+    def by_hand(h: list[float], gain: list[float], shift: list[float]) -> float:
+        mean = sum(h) / 2
+        var = sum((x - mean) ** 2 for x in h) / 2
+        normed = [(x - mean) / math.sqrt(var + 1e-5) for x in h]
+        return sum(max(g * x + b, 0.0) for x, g, b in zip(normed, gain, shift))
+
+    # Critic 0: h = (1*s + 0*a, 3*s + 1*a) = (1, 5); critic 1: h = (2*s + 1*a, -s + a) = (4, 1).
+    assert q.tolist() == pytest.approx([by_hand([1.0, 5.0], [2.0, 2.0], [0.0, 1.0]),
+                                        by_hand([4.0, 1.0], [1.0, 0.5], [0.0, 0.0])], rel=1e-5)
+
+
+def test_dropout_zeroes_a_share_p_of_hidden_units_and_rescales_the_rest() -> None:
+    width, p = 20_000, 0.25
+    critic = EnsembleCritic(1, obs_dim=1, action_dim=1, hidden_sizes=(width,), dropout=p)
+    critic.generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        critic.layers[0].weight.fill_(1.0)
+        critic.layers[0].bias.zero_()
+        critic.out.weight.fill_(1.0)
+        critic.out.bias.zero_()
+    # Q = sum over kept units of relu(s + a) / (1 - p) = (s + a) * kept / (1 - p).
+    q = critic(torch.tensor([[0.5]]), torch.tensor([[0.5]])).item()
+    kept = q * (1 - p)
+    assert kept == pytest.approx(round(kept), abs=0.05), 'each unit is kept or not, whole'
+    assert kept / width == pytest.approx(1 - p, abs=0.015)
+    first = critic.generator.get_state()
+    again = critic(torch.tensor([[0.5]]), torch.tensor([[0.5]])).item()
+    assert again != q, 'a new mask per pass'
+    critic.generator.set_state(first)
+    assert critic(torch.tensor([[0.5]]), torch.tensor([[0.5]])).item() == again
+
+
+def test_the_plain_config_keeps_the_papers_single_critic_and_its_checkpoint_keys() -> None:
+    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), DDPGConfig(device='cpu'))
+    assert type(agent.critic) is Critic
+    assert set(agent.critic.state_dict()) == {'net.0.weight', 'net.0.bias', 'net.2.weight',
+                                              'net.2.bias', 'net.4.weight', 'net.4.bias'}
+
+
+def test_a_restored_learner_draws_the_same_smoothing_noise_and_dropout_masks() -> None:
+    config = DDPGConfig(hidden_sizes=(16,), device='cpu', batch_size=32, buffer_size=32,
+                        n_critics=2, target_noise=0.2, critic_dropout=0.1, policy_delay=2)
+    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
+    batch = Batch(obs=torch.randn(32, 3), actions=torch.rand(32, 1) * 2 - 1,
+                  rewards=torch.randn(32), next_obs=torch.randn(32, 3),
+                  terminated=torch.zeros(32))
+    for _ in range(3):
+        agent.update(batch)
+    # Through bytes, as a checkpoint file: an optimizer loaded from a live state dict would
+    # share its moment tensors with the original.
+    saved = io.BytesIO()
+    torch.save(agent.state_dict(), saved)
+    saved.seek(0)
+    restored = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
+    restored.load_state_dict(torch.load(saved, weights_only=True))
+    for _ in range(3):  # the delay's phase, the noise and the masks all continue as one run
+        agent.update(batch)
+        restored.update(batch)
+    for name in ('actor', 'critic', 'actor_target', 'critic_target'):
+        for key, value in getattr(agent, name).state_dict().items():
+            assert torch.equal(value, getattr(restored, name).state_dict()[key]), (name, key)
+
+
+def test_a_checkpoint_from_before_the_extensions_loads_as_plain_ddpg() -> None:
+    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), DDPGConfig(device='cpu'))
+    old = agent.state_dict()
+    del old['generator']
+    again = DDPG(3, np.array([-1.0]), np.array([1.0]), DDPGConfig.from_dict(
+        {k: v for k, v in DDPGConfig(device='cpu').to_dict().items()
+         if k not in ('n_critics', 'target_noise', 'target_noise_clip', 'policy_delay',
+                      'critic_norm', 'critic_dropout')}))
+    again.load_state_dict(old)
+    obs = np.array([0.1, -0.2, 0.3])
+    assert np.array_equal(again.act(obs), agent.act(obs))
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('n_critics', 0, 'n_critics=0 must be >= 1'),
+    ('target_noise', -0.1, 'target_noise=-0.1 must be >= 0'),
+    ('target_noise_clip', float('nan'), 'target_noise_clip=nan must be >= 0'),
+    ('policy_delay', 0, 'policy_delay=0 must be >= 1'),
+    ('critic_norm', 'batch', "critic_norm='batch' must be one of none, layer"),
+    ('critic_dropout', 1.0, 'critic_dropout=1.0 must be in [0, 1)'),
+])
+def test_bad_extension_settings_are_refused_by_name(field: str, value: object,
+                                                    message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace('[', r'\[').replace('(', r'\(')
+                       .replace(')', r'\)')):
+        DDPGConfig(**{field: value})
