@@ -8,7 +8,8 @@ steps on ``--eval-episodes`` episodes. Reported per variant:
 
 * **first solve**: the first evaluation step whose mean return reaches ``--solved`` (the
   pendulum's 1000: every episode balanced for 1000 steps); median over seeds, interquartile
-  mean with a 95 % bootstrap interval (``rliable``) over the seeds that solved, and how many did;
+  mean with a 95 % bootstrap interval (rliable's definitions) over the seeds that solved, and
+  how many did;
 * **stability**: the share of evaluations at ``--stable`` (950) or more from the first solve
   to the end of the run;
 * **saturated**: seeds whose log reported a saturated actor;
@@ -18,7 +19,6 @@ Results go into ``benchmarks/results/sample_efficiency.json`` as each run ends; 
 (env, variant, steps, seed) runs are skipped unless ``--force``. Examples::
 
     . .venv/bin/activate
-    pip install -r benchmarks/requirements.txt          # rliable for the intervals
     nohup python benchmarks/sample_efficiency.py --env InvertedPendulum-v5 --steps 15000 \
         --variants ddpg td3 td3_ln --seeds 0 1 2 3 4 --jobs 2 \
         > benchmarks/out/sample_efficiency/driver.log 2>&1 &
@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -63,6 +64,29 @@ VARIANTS: dict[str, tuple[str, ...]] = {
                 '--critic-dropout', '0.01', '--target-noise', '0.2'),
     'td3_ln_utd2': ('--preset', 'ddpg', *TD3, '--critic-norm', 'layer',
                     '--updates-per-step', '2'),
+    'ddpg_64_utd4': ('--preset', 'ddpg', '--hidden-sizes', '64', '64',
+                     '--updates-per-step', '4'),
+    'td3_64_utd4': ('--preset', 'ddpg', *TD3, '--hidden-sizes', '64', '64',
+                    '--updates-per-step', '4'),
+    'td3_ln_64_utd4': ('--preset', 'ddpg', *TD3, '--critic-norm', 'layer',
+                       '--hidden-sizes', '64', '64', '--updates-per-step', '4'),
+    'ddpg_64_utd4_n3': ('--preset', 'ddpg', '--hidden-sizes', '64', '64',
+                        '--updates-per-step', '4', '--n-step', '3'),
+    'td3_64_utd4_n3': ('--preset', 'ddpg', *TD3, '--hidden-sizes', '64', '64',
+                       '--updates-per-step', '4', '--n-step', '3'),
+    'ddpg_64_n3': ('--preset', 'ddpg', '--hidden-sizes', '64', '64', '--n-step', '3'),
+    'ddpg_64': ('--preset', 'ddpg', '--hidden-sizes', '64', '64'),
+    'ln_64_utd4': ('--preset', 'ddpg', '--critic-norm', 'layer', '--hidden-sizes', '64', '64',
+                   '--updates-per-step', '4'),
+    'twin_ln_64_utd4': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'layer',
+                        '--target-noise', '0.2', '--hidden-sizes', '64', '64',
+                        '--updates-per-step', '4'),
+    'twin_ln_64_utd4_n3': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'layer',
+                           '--target-noise', '0.2', '--hidden-sizes', '64', '64',
+                           '--updates-per-step', '4', '--n-step', '3'),
+    'droq_64_utd4': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'layer',
+                     '--critic-dropout', '0.01', '--target-noise', '0.2',
+                     '--hidden-sizes', '64', '64', '--updates-per-step', '4'),
 }
 
 
@@ -143,15 +167,24 @@ def stability(curve: list, solved: float, stable: float) -> float | None:
     return sum(ret >= stable for ret in after) / len(after)
 
 
-def iqm_interval(values: list[float]) -> tuple[float, float, float]:
-    """Interquartile mean and its 95 % stratified bootstrap interval (rliable)."""
-    from rliable import library as rly
-    from rliable import metrics
+def iqm_interval(values: list[float], reps: int = 2000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """
+    Interquartile mean and its 95 % percentile-bootstrap interval over the runs.
 
-    scores = {'x': np.asarray(values, dtype=np.float64).reshape(-1, 1)}
-    point, interval = rly.get_interval_estimates(
-        scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=2000)
-    return float(point['x'][0]), float(interval['x'][0][0]), float(interval['x'][1][0])
+    rliable's definitions (Agarwal et al. 2021: the mean of the middle 50 %, the runs
+    resampled with replacement), computed here with numpy: rliable 1.2's dependency ``arch``
+    does not import beside the pandas this environment holds.
+    """
+    x = np.sort(np.asarray(values, dtype=np.float64))
+
+    def iqm(sample: np.ndarray) -> float:
+        return float(scipy.stats.trim_mean(sample, 0.25))
+
+    rng = np.random.default_rng(seed)
+    boots = [iqm(rng.choice(x, size=len(x), replace=True)) for _ in range(reps)]
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return iqm(x), float(low), float(high)
 
 
 def summarize(results: dict, solved: float, stable: float) -> str:
@@ -162,7 +195,10 @@ def summarize(results: dict, solved: float, stable: float) -> str:
              '[95 % CI] | stable after solve, median (min) | saturated | wall s, median |',
              '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for (env, steps, variant), runs in sorted(groups.items()):
-        runs.sort(key=lambda r: r['seed'])
+        # A run that did not finish (stopped, crashed) has no place in the statistics.
+        runs = sorted((r for r in runs if r['returncode'] == 0), key=lambda r: r['seed'])
+        if not runs:
+            continue
         firsts = [first_solve(r['curve'], solved) for r in runs]
         solved_steps = [f for f in firsts if f is not None]
         stab = [s for s in (stability(r['curve'], solved, stable) for r in runs)

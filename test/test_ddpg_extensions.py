@@ -128,9 +128,10 @@ def test_a_policy_delay_moves_actor_and_targets_on_every_second_update_only() ->
                   next_obs=torch.randn(32, 3, generator=generator),
                   terminated=torch.zeros(32))
 
+    names = ('actor', 'actor_target', 'critic', 'critic_target')
+
     def snapshot() -> dict[str, torch.Tensor]:
-        return {f'{name}.{key}': value.clone() for name in ('actor', 'actor_target', 'critic',
-                                                           'critic_target')
+        return {f'{name}.{key}': value.clone() for name in names
                 for key, value in getattr(agent, name).state_dict().items()}
 
     moved = []
@@ -138,7 +139,7 @@ def test_a_policy_delay_moves_actor_and_targets_on_every_second_update_only() ->
         before = snapshot()
         agent.update(batch)
         after = snapshot()
-        moved.append({name for name in ('actor', 'actor_target', 'critic', 'critic_target')
+        moved.append({name for name in names
                       if any(not torch.equal(before[k], after[k]) for k in before
                              if k.startswith(name + '.'))})
     everything = {'actor', 'actor_target', 'critic', 'critic_target'}

@@ -68,7 +68,7 @@ def test_refuses_non_finite_and_empty_sampling() -> None:
 
 def test_memory_is_preallocated_float32() -> None:
     buffer = ReplayBuffer(1000, obs_dim=17, action_dim=6)
-    assert buffer.nbytes == 1000 * 4 * (2 * 17 + 6 + 2)
+    assert buffer.nbytes == 1000 * 4 * (2 * 17 + 6 + 3)  # obs, next obs, action, r, done, horizon
 
 
 def test_concurrent_add_and_sample_stay_consistent() -> None:

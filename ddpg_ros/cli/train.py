@@ -29,6 +29,7 @@ from ddpg_ros.core.ddpg import DDPG
 from ddpg_ros.sim.envs import make_env, spec_for_env
 from ddpg_ros.cli.evaluation import evaluate
 from ddpg_ros.core.noise import make_noise
+from ddpg_ros.core.nstep import NStepFolder
 from ddpg_ros.core.presets import (NO_PRESET, PLAIN_DDPG, PRESETS_FILE, RUN_FIELDS, describe,
                                    preset_for, preset_name, preset_names)
 from ddpg_ros.core.replay_buffer import ReplayBuffer
@@ -104,6 +105,7 @@ class Trainer:
                                 self.rng, theta=config.noise_theta)
         space.seed(config.seed)
         self.saturation = SaturationWatch(self.low, self.high)
+        self.folder = NStepFolder(config.n_step, config.gamma)
         self.env_steps = 0
         self.episodes = 0
         self.resumed_from = 0
@@ -123,6 +125,7 @@ class Trainer:
                                counters={'env_steps': self.env_steps, 'episodes': self.episodes},
                                extra={'env_id': self.run_config.env_id,
                                       'noise': self.noise.state_dict(),
+                                      'n_step_pending': self.folder.state_dict(),
                                       'rng_state': random_states(self._random_streams()),
                                       'best_eval_return': self.best_eval_return})
 
@@ -144,6 +147,7 @@ class Trainer:
         self.best_eval_return = float(checkpoint.extra.get('best_eval_return', -math.inf))
         if 'noise' in checkpoint.extra:
             self.noise.load_state_dict(checkpoint.extra['noise'])
+        self.folder.load_state_dict(checkpoint.extra.get('n_step_pending', {}))
         restore_random_states(checkpoint, path, self._random_streams())
         buffer_file = Path(path).with_suffix('.npz')
         if not buffer_file.is_file():
@@ -153,6 +157,11 @@ class Trainer:
 
     def _random_streams(self) -> dict[str, np.random.Generator]:
         return {'exploration': self.rng, 'replay': self.buffer.rng}
+
+    def store_folded(self, transitions: list) -> None:
+        """Store n-step transitions as the folder completes them."""
+        for t in transitions:
+            self.buffer.add(t.obs, t.action, t.reward, t.next_obs, t.terminated, t.horizon)
 
     def explore(self, obs: np.ndarray) -> np.ndarray:
         """Uniform random actions until learning starts, then the actor plus noise."""
@@ -184,7 +193,13 @@ class Trainer:
                 step = self.env_steps
                 # Store `terminated` only: a time-limit truncation is not an end of the MDP,
                 # so the learner must keep bootstrapping from its next state.
-                buffer.add(obs, action, float(reward), next_obs, terminated)
+                if config.n_step == 1:
+                    buffer.add(obs, action, float(reward), next_obs, terminated)
+                else:
+                    self.store_folded(self.folder.add(obs, action, float(reward), next_obs,
+                                                      terminated, truncated))
+                    if step == run.total_steps:  # the last checkpoint keeps every step
+                        self.store_folded(self.folder.flush())
                 episode_return += float(reward)
                 obs = next_obs
                 if terminated or truncated:

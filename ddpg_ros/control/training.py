@@ -37,6 +37,7 @@ from ddpg_ros.core.ddpg import DDPG
 from ddpg_ros.core.learner import BackgroundLearner, snapshot_finite
 from ddpg_ros.core.networks import Actor
 from ddpg_ros.core.noise import make_noise
+from ddpg_ros.core.nstep import NStepFolder
 from ddpg_ros.core.replay_buffer import ReplayBuffer
 from ddpg_ros.core.run_log import BackgroundRunLog, prepare_output_dir
 from ddpg_ros.core.saturation import SaturationWatch
@@ -274,9 +275,13 @@ class LocalTraining(CheckpointedRun):
                                 self.rng, theta=self.config.noise_theta)
         self.buffer = ReplayBuffer(self.config.buffer_size, task.obs_dim, task.action_dim,
                                    seed=self.config.seed, device=self.agent.device)
+        self.folder = NStepFolder(self.config.n_step, self.config.gamma)
+        """n-step returns: a step skipped (refused, stale, off period) or a reset breaks the
+        chain, because the next stored transition then starts elsewhere."""
         if checkpoint is not None:
             if 'noise' in checkpoint.extra:
                 self.noise.load_state_dict(checkpoint.extra['noise'])
+            self.folder.load_state_dict(checkpoint.extra.get('n_step_pending', {}))
             restore_random_states(checkpoint, settings.load_checkpoint, self._random_streams())
             buffer_file = Path(settings.load_checkpoint).with_suffix('.npz')
             if buffer_file.is_file():
@@ -293,6 +298,7 @@ class LocalTraining(CheckpointedRun):
         self.resumed_at = self.counters['env_steps']
         self.saturation = SaturationWatch(low, high)
         """The actor's noise-free actions while it trains: stuck at the bounds?"""
+
         self._saturation_said = False
         self.last_wait = 0.0
         """Seconds the latest action waited for the learner (lockstep's update-to-data)."""
@@ -348,7 +354,11 @@ class LocalTraining(CheckpointedRun):
     def store(self, transition: Transition, env_steps: int) -> None:
         """Store a transition, grant its updates, and note what is due at this step."""
         t = transition
-        self.buffer.add(t.obs, t.action, t.reward, t.next_obs, t.terminated)
+        if self.config.n_step == 1:
+            self.buffer.add(t.obs, t.action, t.reward, t.next_obs, t.terminated)
+        else:
+            for f in self.folder.add(t.obs, t.action, t.reward, t.next_obs, t.terminated):
+                self.buffer.add(f.obs, f.action, f.reward, f.next_obs, f.terminated, f.horizon)
         if env_steps > self.config.learning_starts and len(self.buffer) >= self.config.batch_size:
             if not self._learning_started:
                 # Started here, not at construction: a free-running learner (updates_per_step
@@ -419,6 +429,7 @@ class LocalTraining(CheckpointedRun):
             rotation = self.rotation
             improves = rotation.improves(recent)
             extra = {'task': self.task.name, 'noise': self.noise.state_dict(),
+                     'n_step_pending': self.folder.state_dict(),
                      'rng_state': random_states(self._random_streams()),
                      'best_return': rotation.best_score,
                      'recent_return': recent if recent is not None else -math.inf}

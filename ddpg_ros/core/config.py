@@ -62,6 +62,9 @@ class DDPGConfig:
     """'layer': LayerNorm after each hidden layer of the critics (DroQ, MR.Q); 'none'."""
     critic_dropout: float = 0.0
     """Dropout probability in the critics' hidden layers (DroQ: 0.01); 0 for none."""
+    n_step: int = 1
+    """Rewards summed per stored transition (n-step returns, MR.Q: 3), folded exactly at
+    episode ends and never across a break in the chain of states."""
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
@@ -104,10 +107,11 @@ class DDPGConfig:
                f'must be one of {", ".join(CRITIC_NORMS)}')
         _check(0.0 <= self.critic_dropout < 1.0, 'critic_dropout', self.critic_dropout,
                'must be in [0, 1)')
+        _check(self.n_step >= 1, 'n_step', self.n_step, 'must be >= 1')
 
     @property
     def plain_critic(self) -> bool:
-        """True when no critic extension is on: one plain MLP critic, as in the DDPG paper."""
+        """Say whether no critic extension is on: one plain MLP critic, as in the paper."""
         return (self.n_critics == 1 and self.critic_norm == 'none'
                 and self.critic_dropout == 0.0)
 

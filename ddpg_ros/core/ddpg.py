@@ -17,7 +17,9 @@ default, when the update above is exactly the paper's:
 * ``target_noise``: clipped Gaussian noise on the target action (TD3's target smoothing);
 * ``policy_delay``: the actor and the targets move once per ``policy_delay`` critic steps (TD3);
 * ``critic_norm``/``critic_dropout``: LayerNorm and dropout in the critics (DroQ,
-  Hiraoka et al. 2022).
+  Hiraoka et al. 2022);
+* ``n_step``: transitions folded over n steps (:mod:`ddpg_ros.core.nstep`), the target
+  discounted by ``gamma ** horizon``.
 """
 
 from __future__ import annotations
@@ -142,8 +144,10 @@ class DDPG:
 
     def target_action(self, next_obs: torch.Tensor) -> torch.Tensor:
         """
-        ``mu'(s')``; with ``target_noise``, plus ``clip(N(0, sigma), -c, c)`` per dimension,
-        clipped to the bounds (TD3's target policy smoothing; sigma and c in half ranges).
+        Return the target action ``mu'(s')``, smoothed when ``target_noise`` is set.
+
+        Smoothing adds ``clip(N(0, sigma), -c, c)`` per dimension and clips the sum to the
+        bounds (TD3's target policy smoothing; sigma and c in half ranges).
         """
         action = self.actor_target(next_obs)
         sigma = self.config.target_noise
@@ -162,19 +166,23 @@ class DDPG:
 
         Only a true termination stops bootstrapping; a time-limit truncation was stored with
         ``terminated = 0`` so its next state keeps its value. With one critic the minimum is
-        that critic's value, the paper's target.
+        that critic's value, the paper's target. An n-step transition of ``horizon`` m
+        discounts by ``gamma ** m``.
         """
         with torch.no_grad():
             next_action = self.target_action(batch.next_obs)
             next_q = self._values(self.critic_target, batch.next_obs, next_action).amin(0)
-            return batch.rewards + self.config.gamma * (1.0 - batch.terminated) * next_q
+            discount: float | torch.Tensor = self.config.gamma
+            if self.config.n_step > 1 and batch.horizon is not None:
+                discount = torch.pow(self.config.gamma, batch.horizon)
+            return batch.rewards + discount * (1.0 - batch.terminated) * next_q
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """
-        Mean squared Bellman error, summed over the critics, and their Q values: ``(B,)`` for
-        one critic, ``(n_critics, B)`` for several.
+        Return the mean squared Bellman error, summed over the critics, and their Q values.
 
-        Summed, not averaged, so that each critic gets the gradient a lone critic would (TD3).
+        The values are ``(B,)`` for one critic, ``(n_critics, B)`` for several. The errors are
+        summed, not averaged, so that each critic gets the gradient a lone critic would (TD3).
         """
         q = self._values(self.critic, batch.obs, batch.actions)
         y = self.critic_target_values(batch)
@@ -246,8 +254,9 @@ class DDPG:
 
     def state_dict(self) -> dict[str, Any]:
         """
-        Networks, optimizers, the update counter and the extensions' random state; tensors
-        and plain types only.
+        Return networks, optimizers, the update counter and the extensions' random state.
+
+        Tensors and plain types only.
         """
         return {
             'actor': self.actor.state_dict(),

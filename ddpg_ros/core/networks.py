@@ -73,8 +73,8 @@ class EnsembleLinear(nn.Module):
     def __init__(self, n: int, in_features: int, out_features: int) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(in_features)
-        self.weight = nn.Parameter(torch.empty(n, in_features, out_features).uniform_(-bound,
-                                                                                       bound))
+        weight = torch.empty(n, in_features, out_features).uniform_(-bound, bound)
+        self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -182,6 +182,6 @@ def describe(preset: dict[str, Any]) -> str:
     return ' '.join(parts)
 
 
-__all__ = ['NO_PRESET', 'PLAIN_DDPG', 'PRESETS_FILE', 'PRESET_FIELDS', 'RUN_FIELDS', 'config_kwargs_for_task',
-           'describe', 'env_id_for_task', 'load_presets', 'preset_for', 'preset_name', 'preset_names',
-           'validate_preset']
+__all__ = ['NO_PRESET', 'PLAIN_DDPG', 'PRESETS_FILE', 'PRESET_FIELDS', 'RUN_FIELDS',
+           'config_kwargs_for_task', 'describe', 'env_id_for_task', 'load_presets', 'preset_for',
+           'preset_name', 'preset_names', 'validate_preset']

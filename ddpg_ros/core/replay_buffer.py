@@ -19,6 +19,8 @@ class Batch(NamedTuple):
     rewards: torch.Tensor
     next_obs: torch.Tensor
     terminated: torch.Tensor
+    horizon: torch.Tensor | None = None
+    """Steps folded into each reward (n-step returns); ``None``: one step each."""
 
 
 class ReplayBuffer:
@@ -26,13 +28,15 @@ class ReplayBuffer:
     Fixed-capacity FIFO replay memory stored as float32 column arrays.
 
     No Python object is kept per transition: memory is allocated once, up front, and a
-    transition costs ``4 * (2 * obs_dim + action_dim + 2)`` bytes. A lock makes ``add`` and
+    transition costs ``4 * (2 * obs_dim + action_dim + 3)`` bytes. A lock makes ``add`` and
     ``sample`` atomic with respect to each other, so the control loop can append while the
     learner thread samples; the lock is held only for the row copy and the gather, never for a
     gradient step.
 
     Only ``terminated`` is stored. A time-limit truncation is not a property of the
     transition: its next state still has value, so it is stored with ``terminated = 0``.
+    ``horizon`` is the number of steps an n-step transition folds (:mod:`ddpg_ros.core.nstep`),
+    1 for the plain ones.
     """
 
     def __init__(self, capacity: int, obs_dim: int, action_dim: int, seed: int = 0,
@@ -48,6 +52,7 @@ class ReplayBuffer:
         self.actions = np.zeros((capacity, action_dim), dtype=np.float32)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
+        self.horizon = np.ones(capacity, dtype=np.float32)
         self.position = 0
         self.size = 0
         self.total_added = 0
@@ -63,7 +68,7 @@ class ReplayBuffer:
         return sum(a.nbytes for a in self._columns().values())
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
-            terminated: bool) -> None:
+            terminated: bool, horizon: int = 1) -> None:
         """
         Append one transition, overwriting the oldest when full.
 
@@ -79,14 +84,18 @@ class ReplayBuffer:
             self.rewards[i] = reward
             self.next_obs[i] = next_obs
             self.terminated[i] = float(terminated)
+            self.horizon[i] = horizon
             self.position = (i + 1) % self.capacity
             self.size = min(self.size + 1, self.capacity)
             self.total_added += 1
 
     def add_batch(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
-                  next_obs: np.ndarray, terminated: np.ndarray) -> None:
+                  next_obs: np.ndarray, terminated: np.ndarray,
+                  horizon: np.ndarray | None = None) -> None:
         """
         Append ``len(rewards)`` transitions at once, in row order, as :meth:`add` would.
+
+        :param horizon: steps folded into each row's reward; ``None``: one each.
 
         Refuses the whole batch if any value is non-finite; nothing is stored then.
         """
@@ -103,6 +112,7 @@ class ReplayBuffer:
             self.rewards[rows] = rewards[skip:]
             self.next_obs[rows] = next_obs[skip:]
             self.terminated[rows] = np.asarray(terminated[skip:], dtype=np.float32)
+            self.horizon[rows] = 1.0 if horizon is None else horizon[skip:]
             self.position = (self.position + count) % self.capacity
             self.size = min(self.size + count, self.capacity)
             self.total_added += count
@@ -115,7 +125,7 @@ class ReplayBuffer:
             idx = self.rng.integers(0, self.size, size=batch_size)
             # Fancy indexing copies, so the arrays handed out never alias rows being rewritten.
             arrays = (self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
-                      self.terminated[idx])
+                      self.terminated[idx], self.horizon[idx])
         if self.device.type == 'cuda':
             return Batch(*(torch.from_numpy(a).pin_memory().to(self.device, non_blocking=True)
                            for a in arrays))
@@ -123,7 +133,8 @@ class ReplayBuffer:
 
     def _columns(self) -> dict[str, np.ndarray]:
         return {'obs': self.obs, 'actions': self.actions, 'rewards': self.rewards,
-                'next_obs': self.next_obs, 'terminated': self.terminated}
+                'next_obs': self.next_obs, 'terminated': self.terminated,
+                'horizon': self.horizon}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the stored transitions to an ``.npz`` file atomically (no pickle)."""
@@ -153,7 +164,10 @@ class ReplayBuffer:
                 raise ValueError(
                     f'replay buffer {path} holds obs_dim={obs_dim}, action_dim={action_dim}; '
                     f'expected obs_dim={self.obs_dim}, action_dim={self.action_dim}')
-            columns = {k: data[k] for k in self._columns()}
+            # Files from before n-step returns have no horizon: every row is one step.
+            columns = {k: data[k] if k in data.files else np.ones(len(data['rewards']),
+                                                                  dtype=np.float32)
+                       for k in self._columns()}
         n = len(columns['rewards'])
         keep = min(n, self.capacity)
         with self._lock:

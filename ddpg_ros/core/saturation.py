@@ -67,7 +67,7 @@ class SaturationWatch:
         return share is not None and share >= self.threshold
 
     def message(self) -> str:
-        """The warning for a saturated actor, with its numbers and what to try."""
+        """Return the warning for a saturated actor, with its numbers and what to try."""
         return (f'actor saturated: {self.share:.0%} of its last {len(self._recent)} noise-free '
                 'actions at an action bound in every dimension; a tanh actor stuck there '
                 'gets almost no gradient and may never leave (try the default preset, '

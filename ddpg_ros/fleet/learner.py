@@ -47,6 +47,7 @@ from ddpg_ros.fleet.wire import (TransitionBatch, WireError, WireMessage, decode
                                  encode_policy)
 from ddpg_ros.core.learner import BackgroundLearner
 from ddpg_ros.core.networks import Actor
+from ddpg_ros.core.nstep import NStepFolder
 from ddpg_ros.core.replay_buffer import ReplayBuffer, write_snapshot
 from ddpg_ros.core.run_log import BackgroundRunLog, prepare_output_dir
 from ddpg_ros.tasks import Task
@@ -176,6 +177,8 @@ class FleetLearner(CheckpointedRun):
         self.config = self.agent.config
         self.buffer = ReplayBuffer(self.config.buffer_size, task.obs_dim, task.action_dim,
                                    seed=self.config.seed, device=self.agent.device)
+        self._folders: dict[str, NStepFolder] = {}
+        """n-step returns: one chain per actor, so that no fold mixes two robots' steps."""
         if checkpoint is not None:
             restore_random_states(checkpoint, path, {'replay': self.buffer.rng})
             buffer_file = Path(path).with_suffix('.npz')
@@ -242,8 +245,7 @@ class FleetLearner(CheckpointedRun):
                         f'policy version {batch.policy_version}, which this learner never '
                         f'published (newest: {self.version})', 'policy_version',
                         batch.actor_id)
-                self.buffer.add_batch(batch.obs, batch.actions, batch.rewards,
-                                      batch.next_obs, batch.terminated)
+                self._store(batch)
             except (WireError, ValueError) as exc:
                 kind = exc.kind if isinstance(exc, WireError) else 'non_finite'
                 self.ledger.refuse(kind, batch.actor_id)
@@ -265,6 +267,23 @@ class FleetLearner(CheckpointedRun):
         if every and self.transitions // every > before // every:
             self.record_progress()
         return batch
+
+    def _store(self, batch: TransitionBatch) -> None:
+        """Store a batch's transitions; with n-step returns, folded along its actor's chain."""
+        if self.config.n_step == 1:
+            self.buffer.add_batch(batch.obs, batch.actions, batch.rewards, batch.next_obs,
+                                  batch.terminated)
+            return
+        columns = (batch.obs, batch.actions, batch.rewards, batch.next_obs)
+        if not all(np.isfinite(column).all() for column in columns):
+            raise ValueError('refusing a batch of transitions with a non-finite value')
+        folder = self._folders.setdefault(
+            batch.actor_id, NStepFolder(self.config.n_step, self.config.gamma))
+        folded = [f for i in range(batch.count)
+                  for f in folder.add(batch.obs[i], batch.actions[i], float(batch.rewards[i]),
+                                      batch.next_obs[i], bool(batch.terminated[i]))]
+        if folded:
+            self.buffer.add_batch(*(np.array(column) for column in zip(*folded)))
 
     def _grant(self, before: int, after: int) -> None:
         starts = self.config.learning_starts
