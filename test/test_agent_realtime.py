@@ -7,11 +7,12 @@ The sim publishes like a ``joint_state_broadcaster`` (``state_rate`` above the c
 the pendulum learns this way too.
 
 Budget (CPU, 2 shared cores): the rate test about 15 s. The learning test runs about 200
-steps per wall second at ``real_time_factor`` 8 (the learner keeps up: 200 updates/s of its
-64-64 networks on a Zen 5) and must reach the noise-free return of 1000 within 40,000 steps
-and 10 minutes; seed 0 took 12,000 steps (65 s) on a Zen 5, 17,000-27,000 at factor 4 in
-earlier runs. On the timer the learner is not waited for, so the update-to-data ratio floats
-below 1 when the machine is busy, and learning may take more steps than in lockstep.
+steps per wall second at ``real_time_factor`` 8 and must reach the noise-free return of 1000
+within 40,000 steps and 10 minutes; with the pendulum preset (4 updates per step of 64-64
+networks) seed 0 took 8,000 steps (50 s) on an EPYC; at one update per step it took
+12,000-27,000. On the timer the learner is not waited for, so the update-to-data ratio
+floats below the preset's 4 when the machine cannot keep 800 updates a second, and learning
+may take more steps than in lockstep.
 """
 
 from __future__ import annotations

@@ -227,7 +227,7 @@ def test_startup_errors_exit_nonzero(ros_processes: ProcessGroup, param: str,
     ({'hidden_sizes': [1.5]}, ParameterException, "expecting type 'INTEGER_ARRAY'"),
     ({'save_buffer': 'yes'}, ParameterException, "expecting type 'BOOL'"),
     ({'preset': 'Pendulum-v9'}, ValueError, "preset='Pendulum-v9': unknown preset "
-                                            "'Pendulum-v9' (known: InvertedPendulum-v5, "),
+                                            "'Pendulum-v9' (known: InvertedPendulum-v5/ddpg, "),
 ])
 def test_bad_parameters_raise_clear_errors(ros_node: RosTestNode, tmp_path, params: dict,
                                            error: type, message: str) -> None:

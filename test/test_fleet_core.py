@@ -560,3 +560,37 @@ def test_the_control_step_sends_the_safe_command_and_stores_nothing_without_a_po
     step.step(state(0.2))
     step.step(state(0.24))
     assert a.remote._filled == 1, 'acting again: the next step completes a transition'
+
+
+def test_n_step_returns_fold_each_actors_chain_apart(tmp_path: Path) -> None:
+    config = dataclasses.replace(CONFIG, n_step=3, gamma=0.5)
+    logs: list[str] = []
+    learner = FleetLearner(TASK, SPEC, LearnerSettings(checkpoint_dir=str(tmp_path),
+                                                       tensorboard=False, checkpoint_every=0),
+                           config, logs.append, logs.append, logs.append)
+
+    def chain(start: float, count: int) -> np.ndarray:
+        """``count`` pendulum steps s_start -> s_start+1 -> ..., reward 1 each."""
+        values = np.zeros((count, WIDTH), dtype=np.float32)
+        for i in range(count):
+            values[i, :4] = start + i
+            values[i, 5] = 1.0
+            values[i, 6:10] = start + i + 1
+        return values
+
+    def send(values: np.ndarray, actor: str, sequence: int) -> None:
+        message = encode_transitions(values, run_id=learner.run_id, actor_id=actor, epoch=1,
+                                     sequence=sequence, policy_version=1, spec=SPEC)
+        learner.ingest(message.data, message.data_offset, message.dims)
+
+    try:
+        # Two robots' batches interleave; each robot's chain goes on across its batches.
+        send(chain(0, 2), '/robot_0/ddpg_agent', 0)
+        send(chain(100, 2), '/robot_1/ddpg_agent', 0)
+        send(chain(2, 1), '/robot_0/ddpg_agent', 1)
+        buffer = learner.buffer
+        assert len(buffer) == 1 and learner.transitions == 5
+        assert (buffer.obs[0, 0], buffer.next_obs[0, 0], buffer.horizon[0]) == (0.0, 3.0, 3.0)
+        assert buffer.rewards[0] == pytest.approx(1 + 0.5 + 0.25)
+    finally:
+        learner.close(logs.append)

@@ -33,8 +33,9 @@ from conftest import ProcessGroup, RosTestNode, pid_alive
 ROOT = Path(__file__).resolve().parents[1]
 PENDULUM_LEARNER = {'learning_starts': '1000', 'hidden_sizes': '[64, 64]', 'batch_size': '64',
                     'actor_lr': '0.001', 'critic_lr': '0.001', 'buffer_size': '100000',
-                    'device': 'cpu'}
-"""Small networks and lr 1e-3, as ``test_agent_learning.py``'s learner."""
+                    'updates_per_step': '2.0', 'device': 'cpu'}
+"""Small networks and lr 1e-3, two updates per transition: a learner that keeps up with two
+lockstep robots on two cores (the preset's 4 would starve it, and hold the robots)."""
 TRANSITION_BUDGET = 40_000
 TIME_BUDGET = 360.0
 SOLVED = 1000.0
@@ -257,7 +258,9 @@ def test_two_robots_teach_one_learner_the_pendulum_through_ddpg_launch(
     for actor_id, versions in seen_versions.items():
         assert rates.get(actor_id, 0.0) > 0.0, actor_id
         assert len(versions) >= 3 and max(versions) > 10, (actor_id, versions)
-    assert 0.8 <= float(learner['update_to_data']) <= 1.0, learner
+    # The update-to-data ratio, held across both robots' transitions.
+    ratio = float(PENDULUM_LEARNER['updates_per_step'])
+    assert 0.8 * ratio <= float(learner['update_to_data']) <= ratio, learner
     # Held lockstep actors are released by the learner's next policy, not by timing out
     # (max_update_wait, 1 s): a policy that could not arrive while the step waited made every
     # hold a timeout, dozens in a run; a few come from a learner starved of CPU here.

@@ -122,7 +122,8 @@ def test_the_train_profile_writes_progress_tensorboard_and_a_curve_into_checkpoi
     launcher = ros_processes.start(launcher_command(
         'train_sim', 'task:=inverted_pendulum', f'checkpoint_dir:={runs}',
         'total_steps:=2500', 'log_every:=500', 'checkpoint_every:=1000',
-        'learning_starts:=500', 'batch_size:=32', 'hidden_sizes:=[32,32]', 'device:=cpu'),
+        'learning_starts:=500', 'batch_size:=32', 'hidden_sizes:=[32,32]',
+        'updates_per_step:=1.0', 'device:=cpu'),
         name='ddpg-launch')
     deadline = time.monotonic() + 240.0
     while launcher.popen.poll() is None and time.monotonic() < deadline:

@@ -12,9 +12,17 @@ import pytest
 import torch
 
 from ddpg_ros.core.checkpoint import load_checkpoint
+from ddpg_ros.core.config import DDPGConfig
+from ddpg_ros.core.presets import preset_for
 
-from conftest import (PENDULUM_EVAL_EVERY, PENDULUM_RETURN, PENDULUM_STEPS, PendulumRun,
-                      ddpg_train)
+from conftest import (PENDULUM_EVAL_EVERY, PENDULUM_RETURN, PENDULUM_SEEDS, PENDULUM_STEPS,
+                      PendulumRun, ddpg_train)
+
+
+def _preset_updates(steps: int) -> int:
+    """Return the updates the pendulum preset runs in ``steps`` environment steps."""
+    preset = DDPGConfig(**preset_for('InvertedPendulum-v5'))
+    return round((steps - preset.learning_starts) * preset.updates_per_step)
 
 
 def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -25,12 +33,24 @@ def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedP
 def test_learns_inverted_pendulum_across_a_resume(pendulum_run: PendulumRun) -> None:
     with open(pendulum_run.out / 'progress.csv', newline='') as f:
         rows = list(csv.DictReader(f))
-    # One log across the resume: one header, evaluations 2500 ... 15000.
+    # One log across the resume: one header, evaluations 1000 ... 8000.
     assert [int(r['env_steps']) for r in rows] == list(
         range(PENDULUM_EVAL_EVERY, PENDULUM_STEPS + 1, PENDULUM_EVAL_EVERY))
     returns = [float(r['eval_return_mean']) for r in rows]
     assert max(returns) >= PENDULUM_RETURN, returns
     assert returns[0] < 200, 'an untrained policy should not already balance'
+    # A healthy actor: most of its noise-free actions are inside the bounds.
+    assert float(rows[-1]['actor_at_bound']) < 0.5
+
+
+@pytest.mark.parametrize('seed', PENDULUM_SEEDS)
+def test_the_preset_solves_the_pendulum_on_every_seed(pendulum_run: PendulumRun,
+                                                      seed: int) -> None:
+    # ddpg-train --env InvertedPendulum-v5 with no hyper-parameter flags (conftest.py).
+    with open(pendulum_run.seeds[seed] / 'progress.csv', newline='') as f:
+        returns = [float(row['eval_return_mean']) for row in csv.DictReader(f)]
+    assert len(returns) == PENDULUM_STEPS // PENDULUM_EVAL_EVERY
+    assert max(returns) >= PENDULUM_RETURN, returns
 
 
 def test_trains_with_bfloat16_products_and_keeps_float32_weights(tmp_path: Path) -> None:
@@ -43,7 +63,7 @@ def test_trains_with_bfloat16_products_and_keeps_float32_weights(tmp_path: Path)
                         '--total-steps', '2000', '--learning-starts', '500', '--hidden-sizes',
                         '64', '64', '--batch-size', '64', '--eval-every', '1000',
                         '--eval-episodes', '2', '--torch-threads', '1', '--precision', 'bfloat16',
-                        '--no-tensorboard')
+                        '--updates-per-step', '1.0', '--no-tensorboard')
     assert result.returncode == 0, result.stderr
     assert 'precision=bfloat16' in result.stderr  # the preset line names the override
     checkpoint = load_checkpoint(tmp_path / 'checkpoint.pt')
@@ -63,7 +83,7 @@ def test_writes_every_output(pendulum_run: PendulumRun) -> None:
     assert (out / 'learning_curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     checkpoint = load_checkpoint(out / 'checkpoint.pt')
     assert checkpoint.counters['env_steps'] == PENDULUM_STEPS
-    assert checkpoint.counters['updates'] == PENDULUM_STEPS - 1000
+    assert checkpoint.counters['updates'] == _preset_updates(PENDULUM_STEPS)
     assert checkpoint.spec.task == 'inverted_pendulum'
     assert checkpoint.spec.env_id == 'InvertedPendulum-v5'
 
@@ -108,10 +128,12 @@ def test_a_resumed_run_continues_its_counters_buffer_and_settings(
     assert 'warning' not in pendulum_run.resume_stderr
     last = load_checkpoint(pendulum_run.out / 'checkpoint.pt')
     assert last.counters['env_steps'] == PENDULUM_STEPS
-    assert last.counters['updates'] == PENDULUM_STEPS - 1000  # none lost, none repeated
+    updates = _preset_updates(PENDULUM_STEPS)
+    assert last.counters['updates'] == updates  # none lost, none repeated
     assert last.config.actor_lr == first.config.actor_lr == 1e-3  # the run's, not the flag's
     adam_steps = last.agent_state['actor_optimizer']['state'][0]['step']
-    assert int(adam_steps) == PENDULUM_STEPS - 1000, 'Adam restarted instead of resuming'
+    actor_steps = -(-updates // last.config.policy_delay)
+    assert int(adam_steps) == actor_steps, 'Adam restarted instead of resuming'
     with np.load(pendulum_run.out / 'checkpoint.npz') as buffer, \
             np.load(pendulum_run.halfway / 'checkpoint.npz') as before:
         assert len(buffer['rewards']) == PENDULUM_STEPS
