@@ -31,7 +31,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -44,6 +43,8 @@ import scipy.stats
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from preset_check import load_results  # noqa: E402  (one results-file layout for both)
 DEFAULT_OUT = HERE / 'out' / 'sample_efficiency'
 DEFAULT_RESULTS = HERE / 'results' / 'sample_efficiency.json'
 
@@ -102,13 +103,6 @@ def _commit() -> str:
 
 def run_key(run: dict) -> tuple:
     return run['env'], run['variant'], run['steps'], run['seed']
-
-
-def load_results(path: Path) -> dict:
-    if path.is_file():
-        return json.loads(path.read_text())
-    return {'machine': f'{platform.processor() or platform.machine()}, '
-                       f'{os.cpu_count()} cores', 'runs': []}
 
 
 def save_result(path: Path, run: dict) -> None:

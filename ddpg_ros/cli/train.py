@@ -306,12 +306,8 @@ class _ProgressBar:
                    f'{(step - self.initial) / elapsed:.0f} steps/s')
 
     def write(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.tqdm is not None:
-            self.tqdm.write(text)
-        else:
-            print(text, file=sys.stderr, flush=True)
+        if self.enabled:
+            self.warn(text)
 
     def warn(self, text: str) -> None:
         """Say ``text`` even without a progress bar: warnings are never silenced."""
