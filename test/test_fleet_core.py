@@ -299,10 +299,34 @@ def test_a_resumed_learner_refuses_what_its_buffer_holds_and_publishes_a_newer_v
 def test_a_resume_refuses_another_run_id(fleet, tmp_path: Path) -> None:
     f = fleet(run_id='run-a')
     f.send(rows(3))
-    f.learner.save_checkpoint()
+    path = f.learner.save_checkpoint()
     with pytest.raises(ValueError, match="run_id='run-b' differs from the run 'run-a' of "
                                          'checkpoint'):
-        Fleet(tmp_path / 'learner', load_checkpoint='latest', run_id='run-b')
+        Fleet(tmp_path / 'learner', load_checkpoint=str(path), run_id='run-b')
+
+
+def test_latest_of_a_named_run_resumes_that_runs_newest_checkpoint(fleet, tmp_path: Path
+                                                                   ) -> None:
+    # As train_fleet's learner does when started again: 'latest' with its run_id.
+    f = fleet(run_id='run-a')
+    f.send(rows(3))
+    ours = f.learner.save_checkpoint()
+    f.close()
+    other = fleet(run_id='run-b')
+    for sequence in range(2):
+        other.send(rows(4, sequence), sequence=sequence)
+    theirs = other.learner.save_checkpoint()
+    other.close()
+    assert theirs.name > ours.name, 'the other run has the newer checkpoint'
+    (tmp_path / 'learner' / 'checkpoint_999999999.pt').write_bytes(b'not a checkpoint')
+
+    resumed = fleet(load_checkpoint='latest', run_id='run-a')
+    assert resumed.learner.resumed_from == str(ours) and resumed.learner.transitions == 3
+    assert any('passing over' in line and 'checkpoint_999999999.pt' in line
+               for line in resumed.logs)
+    fresh = fleet(load_checkpoint='latest', run_id='run-c')
+    assert fresh.learner.resumed_from == '' and fresh.learner.transitions == 0
+    assert any('no checkpoint of run run-c' in line for line in fresh.logs)
 
 
 def test_latest_with_no_checkpoint_starts_fresh(fleet) -> None:

@@ -279,7 +279,7 @@ class _Recorded:
 def _stand_in_launch_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     names = {
         'launch': ('LaunchContext', 'LaunchDescription'),
-        'launch.actions': ('DeclareLaunchArgument', 'OpaqueFunction'),
+        'launch.actions': ('DeclareLaunchArgument', 'OpaqueFunction', 'Shutdown'),
         'launch.substitutions': ('TextSubstitution',),
         'launch_ros': (),
         'launch_ros.actions': ('Node',),
@@ -330,6 +330,9 @@ def test_launch_file_declares_the_arguments_and_builds_the_profiles_nodes(
         assert {name: value.kwargs['text'] for name, value in overrides.items()} == \
             dict(spec.parameters)
         assert kwargs['remappings'] == list(spec.remappings)
+        # A node that ends stops the launch, as it does in ddpg-launch.
+        assert (kwargs['respawn'], kwargs['respawn_delay']) == (False, 0.0)
+        assert type(kwargs['on_exit']).__name__ == 'Shutdown'
 
 
 # The launcher's lifecycle, with real nodes
@@ -455,3 +458,45 @@ def test_usage_errors_exit_2(ros_processes: ProcessGroup) -> None:
     launcher = ros_processes.start(launcher_command('deploy'), name='ddpg-launch')
     assert launcher.wait(START_TIMEOUT) == 2
     assert 'needs checkpoint:=' in launcher.output()
+
+
+class _StopOnLine(io.StringIO):
+    """The launcher's output; SIGTERM to this process once ``line`` was written ``count`` times."""
+
+    def __init__(self, line: str, count: int) -> None:
+        super().__init__()
+        self._line, self._count = line, count
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if self.getvalue().count(self._line) == self._count and self._line in text:
+            os.kill(os.getpid(), signal.SIGTERM)  # the launcher's handler takes it
+        return written
+
+
+def test_a_respawning_node_starts_again_and_an_optional_one_ends_alone(
+        ros_env: dict[str, str]) -> None:
+    def failing(name: str, **lifecycle: Any) -> NodeSpec:
+        # Ends at once with status 1 (no such module): no ROS needed.
+        return NodeSpec(name, 'ddpg_ros.no_such_node', name, required=False, **lifecycle)
+
+    out = _StopOnLine('started again_and_again', 3)
+    launcher = Launcher([failing('again_and_again', respawn=True, respawn_delay=0.1),
+                         failing('once')], env=ros_env, out=out)
+    assert launcher.run() == 1, out.getvalue()
+    text = out.getvalue()
+    pids = [int(pid) for pid in re.findall(r'started again_and_again \(pid (\d+)\)', text)]
+    assert len(set(pids)) == 3 and not any(pid_alive(pid) for pid in pids), text
+    assert text.count('again_and_again ended (status 1): starting it again in 0.1 s') >= 2
+    assert text.count('once ended (status 1); the others go on') == 1
+    assert 'stopping the rest' not in text and 'SIGTERM: stopping every node' in text
+    # Each process's own output comes before its end is reported.
+    assert text.index('No module named') < text.index('ended (status 1)')
+
+
+def test_respawn_and_required_exclude_each_other() -> None:
+    with pytest.raises(ProfileError, match='respawn and required exclude each other'):
+        NodeSpec('ddpg_learner', 'm', 'ddpg_learner', respawn=True)
+    with pytest.raises(ProfileError, match='respawn_delay=-1.0 must be >= 0'):
+        NodeSpec('ddpg_learner', 'm', 'ddpg_learner', required=False, respawn=True,
+                 respawn_delay=-1.0)

@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from ddpg_ros.core.checkpoint import (PolicySpec, load_checkpoint, random_states,
+from ddpg_ros.core.checkpoint import (Checkpoint, CheckpointError, PolicySpec,
+                                      load_checkpoint, random_states,
                                       remove_stale_temporaries, restore_random_states)
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.control.episodes import RETURN_WINDOW
@@ -109,6 +110,26 @@ def newest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def newest_checkpoint_of_run(directory: str | os.PathLike, run_id: str, warn: Log
+                             ) -> tuple[str, Checkpoint | None]:
+    """
+    Return the newest readable checkpoint of run ``run_id`` in ``directory``, loaded.
+
+    Other runs' checkpoints are passed over, and so are unreadable ones (with a warning);
+    ``('', None)`` when there is none: a learner started again after a crash resumes its run,
+    its first start begins it.
+    """
+    for path in sorted(Path(directory).glob('checkpoint_*.pt'), reverse=True):
+        try:
+            checkpoint = load_checkpoint(path)
+        except CheckpointError as exc:
+            warn(f'passing over {path}: {exc}')
+            continue
+        if checkpoint.extra.get('run_id') == run_id:
+            return str(path), checkpoint
+    return '', None
+
+
 class FleetLearner(CheckpointedRun):
     """
     The learner of a fleet: ingest, background updates, versioned policies, checkpoints.
@@ -136,8 +157,14 @@ class FleetLearner(CheckpointedRun):
         """Transitions stored since the run began (a resumed run's included)."""
         self.episodes = 0
         self.recent_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
-        path = settings.load_checkpoint
-        if path == LATEST:
+        path, checkpoint = settings.load_checkpoint, None
+        if path == LATEST and settings.run_id:
+            path, checkpoint = newest_checkpoint_of_run(settings.checkpoint_dir,
+                                                        settings.run_id, warn)
+            info(f'load_checkpoint=latest: resuming {path}' if path else
+                 f'load_checkpoint=latest: no checkpoint of run {settings.run_id} in '
+                 f'{settings.checkpoint_dir}, starting it')
+        elif path == LATEST:
             found = newest_checkpoint(settings.checkpoint_dir)
             path = str(found) if found is not None else ''
             info(f'load_checkpoint=latest: resuming {path}' if path else
@@ -145,7 +172,8 @@ class FleetLearner(CheckpointedRun):
                  'starting fresh')
         self.resumed_from = path
         best, version = -math.inf, 0
-        checkpoint = load_checkpoint(path) if path else None
+        if path and checkpoint is None:
+            checkpoint = load_checkpoint(path)
         if checkpoint is not None:
             checkpoint.spec.check_matches(spec, path)
             if spec.control_period is not None:
@@ -452,4 +480,5 @@ class FleetLearner(CheckpointedRun):
         return found
 
 
-__all__ = ['FleetLearner', 'VERSION_BLOCK', 'VersionReservation', 'newest_checkpoint']
+__all__ = ['FleetLearner', 'VERSION_BLOCK', 'VersionReservation', 'newest_checkpoint',
+           'newest_checkpoint_of_run']

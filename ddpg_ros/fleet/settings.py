@@ -9,7 +9,8 @@ from ddpg_ros.control.settings import check
 from ddpg_ros.fleet.wire import MAX_TRANSITION_BYTES
 
 LATEST = 'latest'
-"""``load_checkpoint`` value: the newest checkpoint in ``checkpoint_dir``, if there is one."""
+"""``load_checkpoint`` value: the newest checkpoint in ``checkpoint_dir`` (of ``run_id`` when
+set), if there is one."""
 
 
 @dataclass
@@ -25,8 +26,8 @@ class LearnerSettings:
     """Run every actor must belong to; '' = the resumed checkpoint's, or a new one (task and
     start time)."""
     load_checkpoint: str = ''
-    """Checkpoint to resume; 'latest' = the newest in checkpoint_dir (a fresh start if there is
-    none); '' = start fresh."""
+    """Checkpoint to resume; 'latest' = the newest in checkpoint_dir, of run run_id when that is
+    set (a fresh start if there is none); '' = start fresh."""
     checkpoint_dir: str = 'checkpoints'
     """Directory of the checkpoints, progress.csv, TensorBoard files and learning_curve.png."""
     checkpoint_every: int = 10_000

@@ -20,10 +20,12 @@ def profile_launch_description(profile_name: str) -> Any:
     It declares the profile's arguments, with their defaults and descriptions, and builds the
     profile's nodes when launched. Every launch configuration, declared or not, goes to the
     profile: the undeclared ones are its parameter overrides. Values reach the nodes as
-    ``TextSubstitution`` parameters, read as YAML as ``-p`` values are.
+    ``TextSubstitution`` parameters, read as YAML as ``-p`` values are. What ends a launch is
+    ``ddpg-launch``'s too: a ``required`` node gets ``on_exit=Shutdown()``, a ``respawn`` node
+    launch_ros's ``respawn`` and ``respawn_delay``.
     """
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
     from launch.substitutions import TextSubstitution
     from launch_ros.actions import Node
 
@@ -35,7 +37,10 @@ def profile_launch_description(profile_name: str) -> Any:
                  namespace=spec.namespace, output='screen', remappings=list(spec.remappings),
                  parameters=[*spec.parameter_files,
                              {name: TextSubstitution(text=value)
-                              for name, value in spec.parameters.items()}])
+                              for name, value in spec.parameters.items()}],
+                 respawn=spec.respawn, respawn_delay=spec.respawn_delay,
+                 **({'on_exit': Shutdown(reason=f'{spec.name} ended: stopping the rest')}
+                    if spec.required else {}))
             for spec in profile.nodes(dict(context.launch_configurations))
         ]
 

@@ -8,9 +8,13 @@
 Each node of the profile (:mod:`ddpg_ros.ros.profiles`) runs as
 ``python -m ddpg_ros.ros.<module> --ros-args ...``, its output prefixed with ``[node]``.
 SIGINT or SIGTERM is passed on to every node, which then gets ``--grace`` seconds before
-SIGKILL (a second signal kills at once). When one node ends by itself the others are
-stopped too: a training run without its simulation is no run. The exit status is 0 when
-every node ended cleanly, 1 when one failed or had to be killed, 2 for a usage error.
+SIGKILL (a second signal kills at once). What happens when a node ends by itself is the
+node's (:class:`~ddpg_ros.ros.profiles.NodeSpec`): a ``required`` node (train_sim, deploy)
+stops the others, since a training run without its simulation is no run; a ``respawn`` node
+(train_fleet's learner) is started again after its ``respawn_delay``; any other node
+(train_fleet's robots) is reported and the others go on. The exit status is 0 when every
+node ended cleanly, 1 when one failed (also one started again) or had to be killed, 2 for a
+usage error.
 
 DDS stays on this machine unless said otherwise: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` is set to
 ``LOCALHOST`` when it is unset.
@@ -21,6 +25,8 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import select
+import selectors
 import shlex
 import signal
 import subprocess
@@ -73,9 +79,36 @@ def _label(node: NodeSpec) -> str:
         else node.name
 
 
+class _Output:
+    """One process's output pipe, relayed line by line under its node's label."""
+
+    def __init__(self, label: str, stream: IO[bytes]) -> None:
+        self.label = label
+        self.stream = stream
+        self.partial = b''
+
+
+class _Running:
+    """A node of the launch: its spec, its current process, when to start it again."""
+
+    def __init__(self, spec: NodeSpec) -> None:
+        self.spec = spec
+        self.label = _label(spec)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restart_at: float | None = None
+        """Monotonic time of the next start of a respawning node that ended."""
+        self.seen_exit = False
+        """Its current process's end has been reported."""
+
+
 class Launcher:
     """
-    Starts the nodes, relays their output, stops them on a signal or when one ends.
+    Starts the nodes, relays their output, and acts on each end as the node's spec says.
+
+    A ``required`` node that ends stops the others; a ``respawn`` node is started again after
+    its ``respawn_delay``; any other node's end is reported and the rest go on. A signal
+    stops every node. Output is relayed by this one thread (no relay threads), so a node can
+    be started again at any time: ``preexec_fn`` never runs while other threads exist.
 
     :param nodes: what to run.
     :param grace: seconds the nodes get to stop before SIGKILL.
@@ -89,26 +122,21 @@ class Launcher:
         self._grace = grace
         self._env = child_environment() if env is None else env
         self._out = sys.stdout if out is None else out
-        self._out_lock = threading.Lock()
         self._signals: list[int] = []
         self._wake = threading.Event()
+        self._selector = selectors.DefaultSelector()
+        self._preexec: Callable[[], None] = lambda: None
 
     def _say(self, prefix: str, text: str) -> None:
-        with self._out_lock:
-            self._out.write(f'[{prefix}] {text}\n')
-            self._out.flush()
-
-    def _relay(self, name: str, stream: IO[bytes]) -> None:
-        for line in iter(stream.readline, b''):
-            self._say(name, line.decode(errors='replace').rstrip('\n'))
-        stream.close()
+        self._out.write(f'[{prefix}] {text}\n')
+        self._out.flush()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals.append(signum)
         self._wake.set()
 
     def run(self) -> int:
-        """Run until a signal comes or a node ends; the exit status (0 = all ended cleanly)."""
+        """Run until a signal comes or a required node ends; the exit status (0 = clean)."""
         handled = (signal.SIGINT, signal.SIGTERM)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
         try:
@@ -116,65 +144,128 @@ class Launcher:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self._selector.close()
+
+    # Output
+
+    def _relay(self, timeout: float) -> None:
+        """Relay the lines that arrive within ``timeout`` seconds (a signal cuts it short)."""
+        if not self._selector.get_map():
+            self._wake.wait(timeout)
+            return
+        for key, _ in self._selector.select(timeout):
+            self._read(key.data)
+
+    def _read(self, output: _Output) -> bool:
+        """Relay what one pipe holds now; False once it is closed (and unregistered)."""
+        chunk = os.read(output.stream.fileno(), 65536)
+        if chunk:
+            *lines, output.partial = (output.partial + chunk).split(b'\n')
+        else:
+            lines, output.partial = [output.partial] if output.partial else [], b''
+            self._selector.unregister(output.stream)
+            output.stream.close()
+        for line in lines:
+            self._say(output.label, line.decode(errors='replace'))
+        return bool(chunk)
+
+    def _drain(self, process: subprocess.Popen[bytes]) -> None:
+        """Relay what an ended process left in its pipe, so that its last lines come first."""
+        try:
+            key = self._selector.get_key(process.stdout)
+        except (KeyError, ValueError):
+            return
+        ready = select.poll()
+        ready.register(key.fd, select.POLLIN)
+        while ready.poll(0) and self._read(key.data):
+            pass
+
+    # Processes
+
+    def _start(self, node: _Running) -> bool:
+        command = node.spec.command()
+        try:
+            # Own session: a Ctrl-C on the terminal reaches the launcher only, which
+            # passes it on exactly once.
+            node.process = subprocess.Popen(
+                command, env=self._env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=self._preexec)
+        except OSError as exc:
+            self._say(PROG, f'cannot start {node.label}: {exc}')
+            return False
+        node.seen_exit, node.restart_at = False, None
+        assert node.process.stdout is not None
+        self._selector.register(node.process.stdout, selectors.EVENT_READ,
+                                _Output(node.label, node.process.stdout))
+        self._say(PROG, f'started {node.label} (pid {node.process.pid}): '
+                        f'{shlex.join(command)}')
+        return True
 
     def _run(self) -> int:
-        preexec = _die_with_launcher(os.getpid())
-        children: dict[str, subprocess.Popen[bytes]] = {}
-        start_failed = False
+        self._preexec = _die_with_launcher(os.getpid())
         self._say(PROG, f"ROS_DOMAIN_ID={self._env.get('ROS_DOMAIN_ID', '0')} "
                         f"ROS_AUTOMATIC_DISCOVERY_RANGE="
                         f"{self._env['ROS_AUTOMATIC_DISCOVERY_RANGE']}")
-        for node in self._nodes:
-            command = node.command()
-            label = _label(node)
-            try:
-                # Own session: a Ctrl-C on the terminal reaches the launcher only, which
-                # passes it on exactly once.
-                children[label] = subprocess.Popen(
-                    command, env=self._env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec)
-            except OSError as exc:
-                self._say(PROG, f'cannot start {label}: {exc}')
-                start_failed = True
-                break
-            self._say(PROG, f'started {label} (pid {children[label].pid}): '
-                            f'{shlex.join(command)}')
-        # Relay threads only after every fork: preexec_fn must not run while threads exist.
-        relays = [threading.Thread(target=self._relay, args=(name, child.stdout), daemon=True)
-                  for name, child in children.items()]
-        for relay in relays:
-            relay.start()
-
-        while not (self._signals or start_failed
-                   or any(child.poll() is not None for child in children.values())):
-            self._wake.wait(_POLL)
-        failed = self._first_exit_failed(children) or start_failed
+        nodes = [_Running(spec) for spec in self._nodes]
+        failed = not all(self._start(node) for node in nodes)
+        if not failed:
+            failed = self._supervise(nodes)
         sent = self._signals[0] if self._signals else signal.SIGINT
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(sent)
-        killed = self._wait_or_kill(children)
-        for relay in relays:
-            relay.join(timeout=1.0)
+        # Every process whose end was not reported yet: the running ones, and one that
+        # ended at the same moment as the node that stops the launch.
+        stopping = {node.label: node.process for node in nodes
+                    if node.process is not None and not node.seen_exit}
+        for process in stopping.values():
+            if process.poll() is None:
+                process.send_signal(sent)
+        killed = self._wait_or_kill(stopping)
+        self._relay_rest()
 
-        for name, child in children.items():
-            status = child.returncode
+        for name, process in stopping.items():
             if name in killed:
                 self._say(PROG, f'{name} did not stop within {self._grace:g} s: killed')
-            elif status not in (0, -sent):
+            elif process.returncode not in (0, -sent):
                 failed = True
-                self._say(PROG, f'{name} exited with status {status}')
+                self._say(PROG, f'{name} exited with status {process.returncode}')
         return 1 if failed or killed else 0
 
-    def _first_exit_failed(self, children: dict[str, subprocess.Popen[bytes]]) -> bool:
-        if self._signals:
-            self._say(PROG, f'{signal.Signals(self._signals[0]).name}: stopping every node')
-            return False
-        for name, child in children.items():
-            if child.poll() is not None:
-                self._say(PROG, f'{name} ended (status {child.returncode}): stopping the rest')
-                return child.returncode != 0
-        return False  # the start failed, which the caller knows
+    def _supervise(self, nodes: list[_Running]) -> bool:
+        """
+        Act on each node's end until a signal, a required node's end or nothing left to run.
+
+        :returns: whether a node failed (ended with a status other than 0) or did not start.
+        """
+        failed = False
+        while not self._signals:
+            self._relay(_POLL)
+            now = time.monotonic()
+            for node in nodes:
+                process = node.process
+                if process is None or node.seen_exit or process.poll() is None:
+                    continue
+                self._drain(process)
+                node.seen_exit = True
+                status = process.returncode
+                failed = failed or status != 0
+                if node.spec.required:
+                    self._say(PROG, f'{node.label} ended (status {status}): stopping the rest')
+                    return failed
+                if node.spec.respawn:
+                    delay = node.spec.respawn_delay
+                    self._say(PROG, f'{node.label} ended (status {status}): starting it again '
+                                    f'in {delay:g} s')
+                    node.restart_at = now + delay
+                else:
+                    self._say(PROG, f'{node.label} ended (status {status}); the others go on')
+            for node in nodes:
+                if node.restart_at is not None and now >= node.restart_at \
+                        and not self._signals and not self._start(node):
+                    return True
+            if all(node.seen_exit and node.restart_at is None for node in nodes):
+                self._say(PROG, 'every node has ended')
+                return failed
+        self._say(PROG, f'{signal.Signals(self._signals[0]).name}: stopping every node')
+        return failed
 
     def _wait_or_kill(self, children: dict[str, subprocess.Popen[bytes]]) -> set[str]:
         signals_seen = len(self._signals)
@@ -191,8 +282,14 @@ class Launcher:
                     child.wait()
                 break
             self._wake.clear()
-            self._wake.wait(_POLL)
+            self._relay(_POLL)
         return killed
+
+    def _relay_rest(self) -> None:
+        """Relay what the ended nodes left in their pipes (at most a second's worth)."""
+        deadline = time.monotonic() + 1.0
+        while self._selector.get_map() and time.monotonic() < deadline:
+            self._relay(_POLL)
 
 
 def _profiles_help() -> str:

@@ -54,6 +54,21 @@ class NodeSpec:
     """Overrides as typed on a command line; they win over the files."""
     remappings: tuple[tuple[str, str], ...] = ()
     """``(from, to)`` topic or service remappings."""
+    required: bool = True
+    """When it ends, every other node is stopped (launch_ros: ``on_exit=Shutdown()``)."""
+    respawn: bool = False
+    """When it ends, it is started again after ``respawn_delay`` s (launch_ros: ``respawn``);
+    only SIGINT/SIGTERM to the launch stop it for good. Excludes ``required``."""
+    respawn_delay: float = 0.0
+    """Seconds between the end of a respawning node and its new start."""
+
+    def __post_init__(self) -> None:
+        if self.respawn and self.required:
+            raise ProfileError(f'node {self.name}: respawn and required exclude each other '
+                               '(a required node that ends stops the launch)')
+        if not self.respawn_delay >= 0.0:
+            raise ProfileError(f'node {self.name}: respawn_delay={self.respawn_delay} must '
+                               'be >= 0')
 
     def ros_arguments(self) -> list[str]:
         """``--ros-args ...`` as ``ros2 run`` would take them."""
@@ -274,6 +289,42 @@ def _seed_plus(text: str, offset: int) -> str:
 
 FLEET_ROBOT = 'robot_{}'
 """Namespace of robot i in ``train_fleet``."""
+LEARNER_RESPAWN_DELAY = 2.0
+"""Seconds before a ``ddpg_learner`` that ended in ``train_fleet`` is started again."""
+
+
+def _parameter_value(text: str | None) -> object:
+    """Return what ROS reads from ``-p name:=TEXT`` (YAML); ``''`` for no or empty text."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text) if text else ''
+    except yaml.YAMLError:
+        return text
+    return '' if value is None else value
+
+
+def _fleet_run(task: str, learner: dict[str, str], actor: dict[str, str]) -> None:
+    """
+    Let a respawned learner resume its run: ``load_checkpoint`` latest of a named run.
+
+    Unless the user chose a checkpoint (or ``latest``), the learner gets
+    ``load_checkpoint: latest`` and a run id made here (``<task>-<UTC time>``, unless one is
+    given), which the actors get too: its first start finds no checkpoint of that run and
+    starts fresh, a start after a crash resumes the run's newest checkpoint.
+    """
+    from datetime import datetime, timezone
+
+    from ddpg_ros.fleet.settings import LATEST
+
+    if _parameter_value(learner.get('load_checkpoint')) != '':
+        return
+    learner['load_checkpoint'] = LATEST
+    if _parameter_value(learner.get('run_id')) == '':
+        stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+        learner['run_id'] = _yaml_string(f"{task.rpartition(':')[2]}-{stamp}")
+    if _parameter_value(actor.get('run_id')) == '':
+        actor['run_id'] = learner['run_id']
 
 
 def train_fleet_nodes(values: dict[str, str]) -> list[NodeSpec]:
@@ -291,6 +342,10 @@ def train_fleet_nodes(values: dict[str, str]) -> list[NodeSpec]:
     hyper-parameters, ``task``, ``control_rate``, ``run_id`` and ``seed`` to the learner and
     every actor; the rest to every actor; ``ddpg_learner.x``, ``ddpg_agent.x`` and
     ``mujoco_sim.x`` name the node outright. Robot i's sim and actor get ``seed + i``.
+
+    Only SIGINT/SIGTERM stop the fleet: the learner respawns after
+    ``LEARNER_RESPAWN_DELAY`` s, resuming its run (see :func:`_fleet_run`), and a robot's
+    node that ends leaves the others running.
     """
     import dataclasses
 
@@ -348,9 +403,13 @@ def train_fleet_nodes(values: dict[str, str]) -> list[NodeSpec]:
     actor = {name: value for name, value in agent_file.items() if name not in learner_only}
     actor = {**actor, 'mode': 'train', 'task': _yaml_string(task), **routed['ddpg_agent'],
              'learner': 'remote', 'use_sim_time': use_sim_time}
+    _fleet_run(task, learner, actor)
     sim = {**sections['mujoco_sim'], **routed['mujoco_sim']}
+    # Only SIGINT/SIGTERM stop a fleet: a learner that ends starts again from its run's
+    # newest checkpoint, a robot that ends is reported and the others go on.
     nodes = [NodeSpec('ddpg_learner', 'ddpg_ros.ros.ddpg_learner_node', 'ddpg_learner', '',
-                      (), learner)]
+                      (), learner, required=False, respawn=True,
+                      respawn_delay=LEARNER_RESPAWN_DELAY)]
     clock = (('/clock', 'clock'),)
     for i in range(robots):
         namespace = '/' + FLEET_ROBOT.format(i)
@@ -359,11 +418,11 @@ def train_fleet_nodes(values: dict[str, str]) -> list[NodeSpec]:
         nodes.append(NodeSpec('mujoco_sim', 'ddpg_ros.ros.mujoco_sim_node', 'mujoco_sim',
                               namespace, (), {**sim, **({'seed': seeded['mujoco_sim']}
                                                         if 'mujoco_sim' in seeded else {})},
-                              clock))
+                              clock, required=False))
         nodes.append(NodeSpec('ddpg_agent', 'ddpg_ros.ros.ddpg_agent_node', 'ddpg_agent',
                               namespace, (), {**actor, **({'seed': seeded['ddpg_agent']}
                                                           if 'ddpg_agent' in seeded else {})},
-                              clock))
+                              clock, required=False))
     return nodes
 
 
