@@ -31,6 +31,7 @@ setup(
             'ddpg_agent = ddpg_ros.ros.ddpg_agent_node:main',
             'ddpg_learner = ddpg_ros.ros.ddpg_learner_node:main',
             'ddpg-launch = ddpg_ros.ros.launcher:main',
+            'ddpg-discovery-server = ddpg_ros.fleet.discovery_server:main',
         ],
     },
 )

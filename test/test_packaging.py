@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTABLES = ('mujoco_sim', 'ddpg_agent', 'ddpg_learner', 'ddpg-train', 'ddpg-eval',
-               'ddpg-launch')
+               'ddpg-launch', 'ddpg-discovery-server')
 
 
 def test_package_xml_is_format_3_ament_python() -> None:
