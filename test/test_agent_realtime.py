@@ -26,6 +26,7 @@ import torch
 from sensor_msgs.msg import JointState
 
 from ddpg_ros.ros.qos import STATE_QOS
+from ddpg_ros.sim.randomization import load_profile
 
 from agent_helpers import START_TIMEOUT, agent_command, ddpg_cli, eval_mean_return, \
     start_agent, stop_agent
@@ -87,6 +88,13 @@ def test_commands_at_the_control_rate_from_a_five_times_faster_state_stream(
         one_period = int(np.sum(np.abs(every - 0.05) < 0.025))
         assert len(agent.buffer) == one_period >= 0.9 * len(every)
         assert agent.stats['off_period_steps'] == len(every) - one_period
+        # What the loop measured is a profile to train on: every command's state age, and
+        # every tick, late or not.
+        profile = load_profile(str(agent.write_timing()))
+        assert profile.measured['commands'] >= len(used) - 1
+        assert profile.measured['ticks'] >= len(used) - 1
+        assert 0.0 <= profile.late_probability < 0.5
+        assert profile.command_latency.values  # a histogram of the measured ages
     finally:
         stop_agent(ros_node, agent)
 

@@ -97,3 +97,26 @@ def test_an_off_period_step_still_ends_its_episode() -> None:
     assert decision.reset and decision.episode_return == 1.0
     assert policy.returns == [1.0] and [steps for _, steps in policy.stored] == [1]
     assert step.stats['off_period_steps'] == 1
+
+
+def test_observe_last_action_carries_the_command_published_and_zero_after_a_reset() -> None:
+    policy = RecordingPolicy()
+    seen: list[np.ndarray] = []
+    act = policy.act
+    policy.act = lambda obs, explore, env_steps: (seen.append(obs), act(obs, explore,
+                                                                        env_steps))[1]
+    step = ControlStep(TASK, policy, Episodes(TASK, 1e6),
+                       CommandFilter(TASK.action_low, TASK.action_high),
+                       SafeCommand(TASK, 'effort'), observe_last_action=True)
+    commands = [step.step(state(t * PERIOD)).command for t in range(3)]
+    np.testing.assert_allclose([obs[-1] for obs in seen], [0.0, commands[0][0],
+                                                           commands[1][0]])
+    assert all(obs.shape == (TASK.obs_dim + 1,) for obs in seen)
+    # The transition stored holds the command in both observations, as ddpg-train stores.
+    transition = policy.stored[-1][0]
+    np.testing.assert_allclose(transition.obs[-1], commands[0])
+    np.testing.assert_allclose(transition.next_obs[-1], commands[1])
+    # The pendulum falls: the episode ends and the next one starts from a zero command.
+    assert step.step(state(3 * PERIOD, hinge=0.5)).reset
+    step.step(state(4 * PERIOD))
+    assert seen[-1][-1] == 0.0

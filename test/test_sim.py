@@ -375,3 +375,33 @@ def test_a_bundled_model_is_found_by_its_package_path_from_any_directory(
         sim.close()
     with pytest.raises(ValueError, match='MJCF file not found: ddpg_ros/models/nope.xml'):
         Simulation('ddpg_ros/models/nope.xml')
+
+
+def test_reset_noise_varies_an_mjcf_models_episodes_by_seed_within_its_scale() -> None:
+    from ddpg_ros.tasks.balancer import MODEL_PATH
+
+    def starts(seed, resets=3, noise=0.01):
+        sim = Simulation(MODEL_PATH, seed=seed, reset_noise=noise)
+        out = [sim.data.qpos.copy()]
+        for _ in range(resets - 1):
+            sim.reset()
+            out.append(sim.data.qpos.copy())
+        return sim, np.array(out)
+
+    sim, first = starts(0)
+    assert not np.allclose(first[0], first[1])  # episodes start apart
+    np.testing.assert_array_equal(first, starts(0)[1])  # the same seed, the same starts
+    assert not np.allclose(first, starts(1)[1])
+    _, alike = starts(0, noise=0.0)
+    np.testing.assert_array_equal(alike[0], alike[1])
+    # Within the scale of the keyframe: joints by 0.01 rad, the root's attitude a unit
+    # quaternion tilted by at most 0.01 rad.
+    keyframe = alike[0]
+    quat = slice(3, 7)
+    for start in first:
+        np.testing.assert_allclose(np.linalg.norm(start[quat]), 1.0)
+        angle = 2 * np.arccos(min(1.0, abs(float(np.dot(start[quat], keyframe[quat])))))
+        assert angle <= 0.01 + 1e-9
+        assert np.all(np.abs(start[7:] - keyframe[7:]) <= 0.01 + 1e-12)
+    with pytest.raises(ValueError, match='reset_noise must be >= 0'):
+        Simulation(MODEL_PATH, reset_noise=-0.1)

@@ -12,7 +12,8 @@ Policy = Callable[[np.ndarray], np.ndarray]
 
 
 def evaluate(policy: Policy, env: gym.Env, episodes: int, seed: int,
-             frames: list[np.ndarray] | None = None) -> list[float]:
+             frames: list[np.ndarray] | None = None,
+             full: list[bool] | None = None) -> list[float]:
     """
     Undiscounted return of each of ``episodes`` deterministic episodes.
 
@@ -20,6 +21,8 @@ def evaluate(policy: Policy, env: gym.Env, episodes: int, seed: int,
     the same initial states and returns are comparable across the learning curve.
 
     :param frames: when given, ``env.render()`` frames of every step are appended to it.
+    :param full: when given, whether each episode ran to the time limit (was never
+        terminated: the robot did not fall) is appended to it.
     """
     returns = []
     for i in range(episodes):
@@ -34,6 +37,8 @@ def evaluate(policy: Policy, env: gym.Env, episodes: int, seed: int,
             if frames is not None:
                 frames.append(env.render())
         returns.append(total)
+        if full is not None:
+            full.append(not terminated)
     return returns
 
 

@@ -14,7 +14,7 @@ import math
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ddpg_ros.cli.common import (add_config_arguments, config_from_args, given_c
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.core.ddpg import DDPG
 from ddpg_ros.sim.envs import make_env, spec_for_env
+from ddpg_ros.sim.randomization import LEVEL_NAMES, Profile, load_profile, parse_profile
 from ddpg_ros.cli.evaluation import evaluate
 from ddpg_ros.core.noise import make_noise
 from ddpg_ros.core.nstep import NStepFolder
@@ -57,6 +58,8 @@ class RunConfig:
     """Write TensorBoard event files into the output directory."""
     save_buffer: bool = False
     """Write the replay buffer next to ``checkpoint.pt`` as ``checkpoint.npz``."""
+    randomize: Profile = field(default_factory=Profile)
+    """What to perturb in training and evaluation (:mod:`ddpg_ros.sim.randomization`)."""
 
     def __post_init__(self) -> None:
         for name in ('total_steps', 'eval_every', 'eval_episodes'):
@@ -88,9 +91,12 @@ class Trainer:
     def __init__(self, run: RunConfig, config: DDPGConfig) -> None:
         self.run_config = run
         self.config = config
-        self.env = make_env(run.env_id)
-        self.eval_env = make_env(run.env_id)
-        self.spec = spec_for_env(run.env_id, self.env)
+        last = config.observe_last_action
+        self.env = make_env(run.env_id, randomize=run.randomize, seed=config.seed,
+                            observe_last_action=last)
+        self.eval_env = make_env(run.env_id, randomize=run.randomize, seed=config.seed + 10_000,
+                                 observe_last_action=last)
+        self.spec = spec_for_env(run.env_id, self.env, last)
         if self.spec.obs_dim != self.env.observation_space.shape[0]:
             raise ValueError(f'{run.env_id}: spec has {self.spec.obs_dim} observations, '
                              f'env has {self.env.observation_space.shape[0]}')
@@ -127,7 +133,9 @@ class Trainer:
                                       'noise': self.noise.state_dict(),
                                       'n_step_pending': self.folder.state_dict(),
                                       'rng_state': random_states(self._random_streams()),
-                                      'best_eval_return': self.best_eval_return})
+                                      'best_eval_return': self.best_eval_return,
+                                      'randomize': {'name': self.run_config.randomize.name,
+                                                    **self.run_config.randomize.to_yaml()}})
 
     def restore(self, checkpoint: Checkpoint, path: Path) -> bool:
         """
@@ -347,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "--device), its counters, and its checkpoint.npz when there is "
                              "one; --total-steps counts from the start of that run; --out "
                              "defaults to the checkpoint's directory")
+    parser.add_argument('--randomize', metavar='PROFILE', default=None,
+                        help=f"train against a perturbed robot: {', '.join(LEVEL_NAMES)} or a "
+                             'YAML profile (e.g. the timing.yaml a ddpg_agent wrote); '
+                             'evaluations use it too (default: none, or the resumed run\'s)')
     parser.add_argument('--preset', metavar='NAME', default=argparse.SUPPRESS,
                         help="start from this preset of the presets file instead of --env's; "
                              f"'{PLAIN_DDPG}' for --env's plain DDPG preset (every extension "
@@ -380,6 +392,14 @@ def _preset_config(args: argparse.Namespace) -> tuple[DDPGConfig, str]:
     return config_from_args(args, preset), f'preset {name}: {describe(preset)}{overrides}'
 
 
+def _resumed_profile(saved: dict | None) -> Profile:
+    """Return the randomization a checkpoint's run trained with (none before there was any)."""
+    if not saved:
+        return Profile()
+    saved = dict(saved)
+    return parse_profile(saved, saved.pop('name', 'resumed'))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
@@ -390,9 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
         checkpoint = None
+        profile = load_profile(args.randomize)
         if args.resume is not None:
             checkpoint = load_checkpoint(args.resume)
             config = dataclasses.replace(checkpoint.config, device=config.device)
+            if args.randomize is None:
+                profile = _resumed_profile(checkpoint.extra.get('randomize'))
         out = args.out or (args.resume.parent if args.resume is not None
                            else Path('runs') / f'{args.env}-seed{config.seed}')
         trainer = Trainer(RunConfig(env_id=args.env, out=out, total_steps=args.total_steps,
@@ -400,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                                     eval_episodes=args.eval_episodes,
                                     progress=not args.no_progress,
                                     tensorboard=not args.no_tensorboard,
-                                    save_buffer=args.save_buffer), config)
+                                    save_buffer=args.save_buffer, randomize=profile), config)
         if checkpoint is not None:
             with_buffer = trainer.restore(checkpoint, args.resume)
             if trainer.env_steps >= args.total_steps:
@@ -415,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
             # Said once the flags and the environment are known to be good, so that bad input
             # still ends in exactly one error line.
             print(f'ddpg-train: {origin}', file=sys.stderr, flush=True)
+        if profile.active:
+            print(f'ddpg-train: randomization {profile.describe()}', file=sys.stderr, flush=True)
         result = trainer.run()
         final = result.eval_returns[-1] if result.eval_returns else float('nan')
         print(f'checkpoint: {result.checkpoint}')

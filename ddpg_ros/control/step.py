@@ -83,11 +83,14 @@ class ControlStep:
     :param resets: whether the robot starts new episodes on request (a reset service).
     :param period: the control period in seconds when a timer paces the steps; 0 (per robot
         step) stores every transition.
+    :param observe_last_action: append the last command published to the observation (zero
+        at the start of an episode), as ``ddpg-train`` does with ``observe_last_action``.
     """
 
     def __init__(self, task: Task, policy: Policy, episodes: Episodes,
                  command_filter: CommandFilter, safe_command: SafeCommand,
-                 total_steps: int = 0, resets: bool = True, period: float = 0.0) -> None:
+                 total_steps: int = 0, resets: bool = True, period: float = 0.0,
+                 observe_last_action: bool = False) -> None:
         self.task = task
         self.policy = policy
         self.episodes = episodes
@@ -102,6 +105,9 @@ class ControlStep:
         self.last_state: RobotState | None = None
         """The newest state that passed validation (for position safe commands)."""
         self.last_command: np.ndarray | None = None
+        self.observe_last_action = observe_last_action
+        self.observed_command = np.zeros(len(task.action_names))
+        """The command the observation carries: the last one published this episode."""
         self.finished = False
         self.stats = {'invalid_states': 0, 'non_finite_actions': 0, 'off_period_steps': 0}
 
@@ -113,6 +119,8 @@ class ControlStep:
             obs = self.episodes.observe(state)
         except ValueError as exc:
             return self.refuse(f'invalid state: {exc}')
+        if self.observe_last_action:
+            obs = np.concatenate([obs, self.observed_command])
         self.last_state = state
         decision = Decision()
         if self.chain is not None:
@@ -135,8 +143,10 @@ class ControlStep:
                 decision.finished = True
                 return decision
             if outcome.episode_over and self.resets:
-                # Never act on the terminal state: the next command belongs to a new episode.
+                # Never act on the terminal state: the next command belongs to a new episode,
+                # which starts from a zero command.
                 self.chain = None
+                self.observed_command = np.zeros_like(self.observed_command)
                 decision.reset = True
                 return decision
         action = self.policy.act(obs, self.explore, self.episodes.env_steps)
@@ -157,7 +167,7 @@ class ControlStep:
                                 'the safe command')
             return decision
         self.chain = (state, obs, command)
-        self.last_command = command
+        self.last_command = self.observed_command = command
         decision.command = command
         return decision
 
@@ -181,7 +191,7 @@ class ControlStep:
         """Return the safe command (holding ``state``'s or the last positions if need be)."""
         command = self.safe_command(state if state is not None else self.last_state)
         if command is not None:
-            self.last_command = command
+            self.last_command = self.observed_command = command
         return command
 
     def repeats_last(self, state: RobotState) -> bool:

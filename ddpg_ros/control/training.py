@@ -268,12 +268,12 @@ class LocalTraining(CheckpointedRun):
                 self.counters[key] = int(checkpoint.counters.get(key, 0))
             best = float(checkpoint.extra.get('best_return', -math.inf))
         else:
-            self.agent = DDPG(task.obs_dim, low, high, config)
+            self.agent = DDPG(spec.obs_dim, low, high, config)
         self.config = self.agent.config
         self.rng = np.random.default_rng(self.config.seed)
         self.noise = make_noise(self.config.noise_type, self.config.noise_sigma, low, high,
                                 self.rng, theta=self.config.noise_theta)
-        self.buffer = ReplayBuffer(self.config.buffer_size, task.obs_dim, task.action_dim,
+        self.buffer = ReplayBuffer(self.config.buffer_size, spec.obs_dim, task.action_dim,
                                    seed=self.config.seed, device=self.agent.device)
         self.folder = NStepFolder(self.config.n_step, self.config.gamma)
         """n-step returns: a step skipped (refused, stale, off period) or a reset breaks the

@@ -72,9 +72,15 @@ class PolicySpec:
         diffs = []
         if self.task != robot.task:
             diffs.append(f'task: checkpoint {self.task!r}, robot {robot.task!r}')
+        last = [_observes_last_command(s.observation_names) for s in (self, robot)]
+        if last[0] != last[1]:
+            diffs.append(f'the checkpoint {"observes" if last[0] else "does not observe"} the '
+                         'last command: set observe_last_action to '
+                         f'{str(last[0]).lower()} to match')
         for name in ('observation_names', 'action_names', 'joint_names'):
             ours, theirs = getattr(self, name), getattr(robot, name)
-            if list(ours) != list(theirs):
+            if list(ours) != list(theirs) and not (name == 'observation_names'
+                                                   and last[0] != last[1]):
                 diffs.append(f'{name}: checkpoint {list(ours)}, robot {list(theirs)}')
         for name in ('action_low', 'action_high'):
             ours, theirs = getattr(self, name), getattr(robot, name)
@@ -108,6 +114,14 @@ class PolicySpec:
             where = f' {path}' if path else ''
             raise CheckpointError(f'checkpoint{where} does not match this robot: '
                                   + '; '.join(diffs))
+
+
+LAST_COMMAND = 'last_command.'
+"""Prefix of the observation entries that ``observe_last_action`` appends."""
+
+
+def _observes_last_command(names: list[str]) -> bool:
+    return any(name.startswith(LAST_COMMAND) for name in names)
 
 
 @dataclass

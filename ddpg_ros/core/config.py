@@ -65,6 +65,9 @@ class DDPGConfig:
     n_step: int = 1
     """Rewards summed per stored transition (n-step returns, MR.Q: 3), folded exactly at
     episode ends and never across a break in the chain of states."""
+    observe_last_action: bool = False
+    """Append the last command sent to the observation: what a policy needs to act well
+    when commands take effect late (command latency)."""
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)

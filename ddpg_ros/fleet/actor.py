@@ -121,7 +121,7 @@ class RemoteTraining:
         """Swapped whole by the worker thread; the control step reads it once per action."""
         self._last_heard: float | None = None
         self._acted_version = 0
-        width = row_width(task.obs_dim, task.action_dim)
+        width = row_width(spec.obs_dim, spec.action_dim)
         self._rows = np.zeros((settings.transition_batch, width), dtype=np.float32)
         self._filled = 0
         self._batch_started = 0.0
@@ -224,7 +224,7 @@ class RemoteTraining:
     def store(self, transition: Transition, env_steps: int) -> None:
         """Copy a transition into the batch being filled; hand the batch over when due."""
         t, row = transition, self._rows[self._filled]
-        obs_dim, action_dim = self.task.obs_dim, self.task.action_dim
+        obs_dim, action_dim = self.spec.obs_dim, self.spec.action_dim
         row[:obs_dim] = t.obs
         row[obs_dim:obs_dim + action_dim] = t.action
         row[obs_dim + action_dim] = t.reward

@@ -199,11 +199,11 @@ class FleetLearner(CheckpointedRun):
             self.recent_returns.extend(float(r) for r in extra.get('recent_returns', []))
         else:
             low, high = np.asarray(task.action_low), np.asarray(task.action_high)
-            self.agent = DDPG(task.obs_dim, low, high, config)
+            self.agent = DDPG(spec.obs_dim, low, high, config)
             stamp = datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')
             self.run_id = settings.run_id or f'{task.name}-{stamp}'
         self.config = self.agent.config
-        self.buffer = ReplayBuffer(self.config.buffer_size, task.obs_dim, task.action_dim,
+        self.buffer = ReplayBuffer(self.config.buffer_size, spec.obs_dim, task.action_dim,
                                    seed=self.config.seed, device=self.agent.device)
         self._folders: dict[str, NStepFolder] = {}
         """n-step returns: one chain per actor, so that no fold mixes two robots' steps."""

@@ -31,6 +31,7 @@ from ddpg_ros.control.safety import CommandFilter, SafeCommand
 from ddpg_ros.control.sampling import LatestSamples
 from ddpg_ros.control.settings import AgentSettings, preset_report, resolve_preset
 from ddpg_ros.control.step import ControlStep
+from ddpg_ros.control.timing import TimingRecord
 from ddpg_ros.control.training import LocalTraining
 from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.ros.agent_status import AgentStatus, LatencyWindow, progress_line, ready_line
@@ -78,7 +79,8 @@ class DDPGAgentNode(Node):
         log = self.get_logger()
         log.info(preset_report(preset_name, preset, config))
         period = 1.0 / settings.control_rate if settings.control_rate else task.control_dt
-        self.spec = spec_for_task(task, control_period=period)
+        self.spec = spec_for_task(task, control_period=period,
+                                  observe_last_action=config.observe_last_action)
         safe = SafeCommand(task, interface, settings.safe_command)
         self.policy = make_policy(self, task, self.spec, settings, config)
         self.config = self.policy.config
@@ -89,8 +91,12 @@ class DDPGAgentNode(Node):
             task, self.policy, episodes,
             CommandFilter(task.action_low, task.action_high, settings.max_command_rate), safe,
             total_steps=settings.total_steps, resets=bool(settings.reset_service),
-            period=period if settings.control_rate else 0.0)
+            period=period if settings.control_rate else 0.0,
+            observe_last_action=config.observe_last_action)
         self.latency = LatencyWindow()
+        self.timing = TimingRecord(period)
+        """The loop's measured timing, written to ``checkpoint_dir/timing.yaml``."""
+        self._timing_error = ''
         self._status = AgentStatus()
         self.last_problem = ''
         self._last_progress_log = time.monotonic()
@@ -105,7 +111,7 @@ class DDPGAgentNode(Node):
                       if settings.reset_service else None)
         self.loop = ControlLoop(
             self.control, LatestSamples(task, settings.state_timeout),
-            LoopActions(publish=self.commands.publish, episode_return=self._on_episode_return,
+            LoopActions(publish=self._publish_command, episode_return=self._on_episode_return,
                         request_reset=self.reset.request if self.reset else None,
                         problem=self._problem, info=log.info, finished=self._on_finished),
             settings.control_rate, settings.state_timeout)
@@ -130,7 +136,7 @@ class DDPGAgentNode(Node):
                               clock=steady_clock())
         if settings.control_rate > 0.0:
             # ROS time: under use_sim_time the control loop follows /clock.
-            self.create_timer(period, self.loop.on_tick)
+            self.create_timer(period, self._on_control_tick)
         log.info(ready_line(self))
 
     @property
@@ -176,6 +182,36 @@ class DDPGAgentNode(Node):
             self.loop.on_invalid(f'invalid {name}: {exc}')
             return
         self.loop.on_sample(name, sample, received)
+
+    def _on_control_tick(self) -> None:
+        self.timing.tick(self._now())
+        self.loop.on_tick()
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _publish_command(self, command: Any) -> None:
+        self.commands.publish(command)
+        state = self.control.last_state
+        if state is not None:
+            self.timing.command(self._now() - state.stamp)
+
+    def write_timing(self) -> Path | None:
+        """
+        Write ``checkpoint_dir/timing.yaml`` (training; deploying, when the directory exists).
+
+        :return: the file, or ``None`` when there is nothing to write or nowhere to.
+        """
+        directory = Path(self.settings.checkpoint_dir)
+        if not self.timing.commands or not (self.policy.training or directory.is_dir()):
+            return None
+        try:
+            return self.timing.write(directory / 'timing.yaml')
+        except OSError as exc:
+            if str(exc) != self._timing_error:
+                self._timing_error = str(exc)
+                self.get_logger().warning(f'timing.yaml not written: {exc}')
+            return None
 
     def _on_finished(self) -> None:
         self.get_logger().info(f'reached total_steps={self.settings.total_steps}')
@@ -243,6 +279,7 @@ class DDPGAgentNode(Node):
         if now - self._last_progress_log >= PROGRESS_PERIOD and self.env_steps:
             self._last_progress_log = now
             self.get_logger().info(progress_line(self))
+            self.write_timing()
 
     def diagnostics(self) -> DiagnosticArray:
         """Return the agent's status: counters, learning, latency, and what is wrong."""
@@ -256,6 +293,7 @@ class DDPGAgentNode(Node):
         """
         self.loop.stopping = True
         self.policy.close(self.get_logger().error)
+        self.write_timing()
         self.commands.send_last(self.control.safe(), self.get_logger())
 
 

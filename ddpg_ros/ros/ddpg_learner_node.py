@@ -69,7 +69,8 @@ class DDPGLearnerNode(Node):
         log = self.get_logger()
         log.info(preset_report(preset_name, preset, config))
         period = 1.0 / settings.control_rate if settings.control_rate else task.control_dt
-        self.spec = spec_for_task(task, control_period=period)
+        self.spec = spec_for_task(task, control_period=period,
+                                  observe_last_action=config.observe_last_action)
         self.core = FleetLearner(task, self.spec, settings, config, log.info, log.warning,
                                  log.error)
         self.finished = threading.Event()

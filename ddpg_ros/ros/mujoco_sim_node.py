@@ -13,6 +13,8 @@ pictures at ``image_rate`` while anyone subscribes (:mod:`ddpg_ros.sim.rendering
 pace. ``realtime`` advances on the wall clock at ``state_rate`` states per sim second and
 ``real_time_factor`` times the wall clock's speed (:mod:`ddpg_ros.sim.settings`), holding
 the last command and applying zero after ``command_timeout`` s of sim time without one.
+``randomize`` perturbs commands, physics and measurements as training does
+(:mod:`ddpg_ros.sim.randomization`).
 
 Stamps never go back: a reset advances them by one tick, so every new state is strictly
 later than the one before, and a state lockstep re-sends carries its original stamp.
@@ -83,7 +85,9 @@ class MujocoSimNode(Node):
         self._sim = sim = Simulation(settings.model, seed=settings.seed,
                                      frame_skip=settings.frame_skip or None,
                                      imu_site=settings.imu_site,
-                                     timestep=settings.timestep or None)
+                                     timestep=settings.timestep or None,
+                                     randomize=settings.randomize,
+                                     reset_noise=settings.reset_noise)
         try:
             self._interface = command_interface(sim.model, sim.actuator_names)
             self._pacing = pacing(settings, sim.model.opt.timestep, sim.frame_skip)
@@ -94,7 +98,6 @@ class MujocoSimNode(Node):
         self._state_lock = threading.Lock()
         self._stats = SimStats()
         self._zero_command = np.zeros(len(sim.actuator_names))
-        self._command = self._zero_command
         self._command_ns = 0
         self._holding_command = False
         # The watchdog counts sim time: an agent on use_sim_time paces its commands by it.
@@ -130,7 +133,8 @@ class MujocoSimNode(Node):
             f'{self._interface} commands on {command_topic} for {list(sim.actuator_names)}'
             + (f', sensors {list(sensor_topics)}' if sensor_topics else '')
             + (f', IMU {sim.imu_frame}' if sim.imu_frame else '')
-            + (f', images {self._render_settings.image_rate:g} Hz (OpenGL: {gl})' if gl else ''))
+            + (f', images {self._render_settings.image_rate:g} Hz (OpenGL: {gl})' if gl else '')
+            + (f', randomized ({sim.randomizer.profile.describe()})' if sim.randomizer else ''))
 
     def _declare(self, settings_type: type[Any]) -> Any:
         # One read-only parameter per field: the simulation is built from them once, so a
@@ -153,7 +157,8 @@ class MujocoSimNode(Node):
         if self._settings.mode == 'lockstep':
             self._advance(command)
         else:
-            self._command = command
+            with self._state_lock:
+                self._sim.send(command)
             self._command_ns = self._sim_time_ns
             self._holding_command = True
 
@@ -170,12 +175,13 @@ class MujocoSimNode(Node):
         if self._holding_command and (
                 self._sim_time_ns - self._command_ns > self._timeout_ns):
             self._holding_command = False
-            self._command = self._zero_command
+            with self._state_lock:
+                self._sim.send(self._zero_command)
             self._stats.command_timeouts += 1
             self.get_logger().warn(
                 f'no command for {self._settings.command_timeout:g} s of sim time: '
                 'applying zero')
-        self._advance(self._command)
+        self._advance(None)
 
     def _on_republish_timer(self) -> None:
         # Lockstep waits for a command, but an agent that joined late never saw the last
@@ -189,8 +195,8 @@ class MujocoSimNode(Node):
             self._sim.reset()
             self._sim_time_ns += self._pacing.tick_ns
         self._stats.resets += 1
-        # A command chosen for the previous episode means nothing in the new one.
-        self._command = self._zero_command
+        # A command chosen for the previous episode means nothing in the new one: the reset
+        # zeroed the simulation's.
         self._holding_command = False
         self._publish_state()
         response.success = True
@@ -198,9 +204,12 @@ class MujocoSimNode(Node):
                             f'{self._sim_time_ns * 1e-9:.9g} s')
         return response
 
-    def _advance(self, command: np.ndarray) -> None:
+    def _advance(self, command: np.ndarray | None) -> None:
+        # With a command (lockstep) it is sent first; without one the last sent holds.
         with self._state_lock:
-            self._sim.step(command, self._pacing.physics_steps)
+            if command is not None:
+                self._sim.send(command)
+            self._sim.advance(self._pacing.physics_steps)
             self._sim_time_ns += self._pacing.tick_ns
         self._stats.steps += 1
         self._publish_state()
@@ -238,13 +247,14 @@ class MujocoSimNode(Node):
     def _publish_state(self) -> None:
         sim = self._sim
         try:
-            samples = sim.sensors.samples(sim.data, self._sim_time_ns * 1e-9)
+            samples = sim.measured_samples(self._sim_time_ns * 1e-9)
         except ValueError as exc:  # a state gone non-finite: no sample of it can be built
             samples = {}
             self.get_logger().error(f'{self._state_publishers.topics} not published: {exc}',
                                     throttle_duration_sec=LOG_THROTTLE)
-        self._state_publishers.publish(self._sim_time_ns, sim.joint_positions(),
-                                       sim.joint_velocities(), sim.joint_efforts(), samples)
+        positions, velocities = sim.measured_joints()
+        self._state_publishers.publish(self._sim_time_ns, positions, velocities,
+                                       sim.joint_efforts(), samples)
         self._last_publish = time.monotonic()
 
     def _on_diagnostics_timer(self) -> None:

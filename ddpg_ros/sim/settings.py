@@ -58,6 +58,14 @@ class SimSettings:
     imu_site: str = field(default='', metadata={
         'description': "site whose framequat, gyro and accelerometer sensors feed imu; '' = "
                        'the first such site'})
+    reset_noise: float = field(default=0.0, metadata={
+        'description': 'MJCF models: scale of the uniform noise on each reset\'s joint positions '
+                       '(rad or m), velocities and root tilt (rad), as Gymnasium\'s '
+                       'reset_noise_scale; Gymnasium ids keep their own; 0.0 = every episode '
+                       'starts alike'})
+    randomize: str = field(default='', metadata={
+        'description': "randomization profile: none, easy, medium, hard or a YAML file; '' = "
+                       'none (command latency, late periods, sensor noise, dynamics, pushes)'})
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -73,6 +81,8 @@ class SimSettings:
         if not (math.isfinite(self.state_rate) and self.state_rate >= 0.0):
             raise ValueError('state_rate must be >= 0 Hz (0 = one state per control period), '
                              f'got {self.state_rate}')
+        if not (math.isfinite(self.reset_noise) and self.reset_noise >= 0.0):
+            raise ValueError(f'reset_noise must be >= 0, got {self.reset_noise}')
         if not (math.isfinite(self.real_time_factor) and self.real_time_factor > 0.0):
             raise ValueError(f'real_time_factor must be > 0, got {self.real_time_factor}')
         # Refused rather than ignored: in lockstep the agent sets the pace, so a rate asked

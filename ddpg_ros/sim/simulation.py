@@ -25,6 +25,7 @@ import mujoco
 import numpy as np
 
 from ddpg_ros.sim.mujoco_warnings import route_mujoco_warnings
+from ddpg_ros.sim.randomization import Profile, Randomizer, load_profile
 from ddpg_ros.sim.sensors import SimSensors
 
 ACTUATOR_INTERFACES = ('effort', 'position', 'velocity')
@@ -171,18 +172,32 @@ class Simulation:
         period is ``timestep * frame_skip``.
     :param imu_site: the site whose sensors make the IMU (see ``sensors``); ``None`` or
         ``''`` for the first site carrying ``framequat``, ``gyro`` and ``accelerometer``.
+    :param reset_noise: MJCF models: every reset adds uniform noise of this scale to the
+        joint positions (rad or m) and velocities and tilts a free root by up to this angle
+        (rad), seeded as Gymnasium's ``reset_noise_scale``; 0 starts every episode alike.
+        Gymnasium models keep their own reset distribution.
+    :param randomize: a randomization profile, its name or its file
+        (:mod:`ddpg_ros.sim.randomization`); seeded with ``seed`` and reseeded by
+        ``reset(seed)``, as :class:`ddpg_ros.sim.envs.RandomizedEnv` is.
     :raises ValueError: unknown env id, missing or invalid MJCF file, bad seed or frame_skip,
-        an ``imu_site`` that is not in the model or lacks one of the three sensors.
+        an ``imu_site`` that is not in the model or lacks one of the three sensors, a bad
+        randomization profile.
     """
 
     def __init__(
         self, model: str, seed: int | None = None, frame_skip: int | None = None,
         imu_site: str | None = None, timestep: float | None = None,
+        randomize: str | Profile | None = None, reset_noise: float = 0.0,
     ) -> None:
         if frame_skip is not None and (isinstance(frame_skip, bool)
                                        or not isinstance(frame_skip, int) or frame_skip < 1):
             raise ValueError(f'frame_skip must be a positive int, got {frame_skip!r}')
         seed = _check_seed(seed)
+        profile = randomize if isinstance(randomize, Profile) else load_profile(randomize)
+        if not (np.isfinite(reset_noise) and reset_noise >= 0.0):
+            raise ValueError(f'reset_noise must be >= 0, got {reset_noise!r}')
+        self.reset_noise = float(reset_noise)
+        self._reset_rng = np.random.default_rng(seed)
         if not isinstance(model, str) or not model:
             raise ValueError(f'model must be a Gymnasium env id or an MJCF path, got {model!r}')
         self._env: Any = None
@@ -232,6 +247,10 @@ class Simulation:
         self.imu_frame: str = '' if site is None else (
             mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_SITE, site) or f'site_{site}')
         """The IMU's frame (its site's name); '' without an IMU."""
+        self._command = np.zeros(m.nu)
+        self.randomizer: Randomizer | None = (
+            Randomizer(profile, m, self.data, self.frame_skip, seed) if profile.active else None)
+        """What perturbs commands, dynamics and measurements; ``None`` when nothing does."""
         self.reset(seed)
 
     def _name_actuators(self) -> tuple[str, ...]:
@@ -264,20 +283,44 @@ class Simulation:
         Start a new episode from the reset distribution.
 
         :param seed: reseeds the distribution first, as Gymnasium's ``reset(seed=...)``
-            does; ``None`` continues the current random stream. MJCF models reset
-            deterministically, so for them the seed changes nothing.
+            does; ``None`` continues the current random stream. MJCF models reset to their
+            keyframe, with ``reset_noise`` drawn from this stream.
         """
         seed = _check_seed(seed)
         if self._env is not None:
             # The env's own reset: it seeds np_random exactly as reset(seed=...) does, then
             # runs mj_resetData and its reset_model on the very MjData we step.
             self._env.reset(seed=seed)
-        elif self.model.nkey > 0:
-            mujoco.mj_resetDataKeyframe(self.model, self.data, 0)
-            mujoco.mj_forward(self.model, self.data)
         else:
-            mujoco.mj_resetData(self.model, self.data)
+            if self.model.nkey > 0:
+                mujoco.mj_resetDataKeyframe(self.model, self.data, 0)
+            else:
+                mujoco.mj_resetData(self.model, self.data)
+            if seed is not None:
+                self._reset_rng = np.random.default_rng(seed)
+            if self.reset_noise:
+                self._add_reset_noise()
             mujoco.mj_forward(self.model, self.data)
+        self._command = np.zeros(self.model.nu)
+        if self.randomizer is not None:
+            if seed is not None:
+                self.randomizer.seed(seed)
+            self.randomizer.reset()
+
+    def _add_reset_noise(self) -> None:
+        m, d, rng, scale = self.model, self.data, self._reset_rng, self.reset_noise
+        d.qpos[self._qpos_index] += rng.uniform(-scale, scale, size=self._qpos_index.size)
+        d.qvel[:] += rng.uniform(-scale, scale, size=m.nv)
+        for joint in range(m.njnt):
+            if int(m.jnt_type[joint]) != int(mujoco.mjtJoint.mjJNT_FREE):
+                continue
+            # A tilt about a random horizontal axis, composed with the keyframe's attitude.
+            quat = d.qpos[m.jnt_qposadr[joint] + 3:m.jnt_qposadr[joint] + 7]
+            axis = np.append(rng.normal(size=2), 0.0)
+            tilt = np.zeros(4)
+            mujoco.mju_axisAngle2Quat(tilt, axis / np.linalg.norm(axis),
+                                      rng.uniform(-scale, scale))
+            mujoco.mju_mulQuat(quat, tilt, quat.copy())
 
     def step(self, command: np.ndarray, physics_steps: int | None = None) -> None:
         """
@@ -289,6 +332,15 @@ class Simulation:
             (a real-time simulation that publishes states faster than it is commanded).
         :raises ValueError: wrong length or a non-finite value; the state is left unchanged.
         """
+        self.send(command)
+        self.advance(physics_steps)
+
+    def send(self, command: np.ndarray) -> None:
+        """
+        Take a command now; it applies from the next physics step (later when randomized).
+
+        :raises ValueError: as :meth:`step`.
+        """
         command = np.asarray(command, dtype=np.float64)
         if command.shape != (self.model.nu,):
             raise ValueError(f'command has shape {command.shape}, expected ({self.model.nu},): '
@@ -297,11 +349,34 @@ class Simulation:
             raise ValueError(f'command must be finite, got {command.tolist()}')
         if self._clamp:
             command = np.clip(command, self.control_low, self.control_high)
-        self.data.ctrl[:] = command
-        mujoco.mj_step(self.model, self.data, nstep=physics_steps or self.frame_skip)
+        if self.randomizer is not None:
+            self.randomizer.send(command)
+        self._command = command
+
+    def advance(self, physics_steps: int | None = None) -> None:
+        """Advance ``physics_steps`` timesteps (default ``frame_skip``) under the commands sent."""
+        steps = physics_steps or self.frame_skip
+        if self.randomizer is not None:
+            self.randomizer.advance(steps)
+            return
+        self.data.ctrl[:] = self._command
+        mujoco.mj_step(self.model, self.data, nstep=steps)
         # Gymnasium calls this after every step so that cacc, cfrc_int and cfrc_ext are
         # current; do the same so that any data read afterwards matches.
         mujoco.mj_rnePostConstraint(self.model, self.data)
+
+    def measured_joints(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the joints' positions and velocities as a sensor reads them (with noise)."""
+        positions, velocities = self.joint_positions(), self.joint_velocities()
+        if self.randomizer is not None:
+            position_noise, velocity_noise = self.randomizer.joint_noise()
+            positions, velocities = positions + position_noise, velocities + velocity_noise
+        return positions, velocities
+
+    def measured_samples(self, stamp: float | None = None) -> dict[str, Any]:
+        """Return ``sensors.samples`` as the sensors read them (with noise)."""
+        samples = self.sensors.samples(self.data, stamp)
+        return samples if self.randomizer is None else self.randomizer.noisy_samples(samples)
 
     def joint_positions(self) -> np.ndarray:
         """Return the positions of ``joint_names`` (rad or m), a new float64 array."""
