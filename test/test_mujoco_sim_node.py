@@ -322,6 +322,31 @@ def test_lockstep_reproduces_gymnasium(
     env.close()
 
 
+def test_a_randomized_lockstep_sim_publishes_what_the_randomized_env_observes(
+        ros_processes: ProcessGroup, sim_client: SimClient) -> None:
+    # The sim node and ddpg-train's wrapper share one randomization model: the same seed and
+    # commands give the same measurements, latency, pushes and dynamics through ROS as well.
+    from ddpg_ros.sim.envs import make_env
+
+    seed = 4
+    start_sim(ros_processes, f'seed:={seed}', 'randomize:=hard')
+    env = make_env('InvertedPendulum-v5', randomize='hard')
+    task = make_task('inverted_pendulum')
+    expected, _ = env.reset(seed=seed)
+    msg = sim_client.connect()
+    rng = np.random.default_rng(0)
+    for step in range(60):
+        np.testing.assert_array_equal(task.observation(robot_state(task, msg)), expected,
+                                      err_msg=f'step {step}')
+        action = rng.uniform(-0.3, 0.3, size=1)
+        msg = sim_client.step(action, after=msg)
+        expected, _, terminated, _, _ = env.step(action)
+        if terminated:
+            break
+    assert step > 10
+    env.close()
+
+
 def _with_unit_quaternion(observation: np.ndarray) -> np.ndarray:
     """
     Return Ant-v5's reset observation with its torso quaternion (entries 1-4) normalised.
@@ -886,6 +911,8 @@ def test_launch_profiles_know_every_sim_parameter() -> None:
     ('real_time_factor:=2.0', 'real_time_factor applies to mode realtime only'),
     ('mode:=realtime state_rate:=500.0', 'state_rate 500 Hz is above the physics rate 50 Hz'),
     ('imu_site:=nowhere', "imu_site 'nowhere': the model has no site 'nowhere'"),
+    ('randomize:=hardest', "unknown randomization profile 'hardest'"),
+    ('reset_noise:=-0.5', 'reset_noise must be >= 0, got -0.5'),
 ])
 def test_bad_parameters_exit_nonzero_with_a_clear_error(
         ros_processes: ProcessGroup, param: str, message: str) -> None:

@@ -104,6 +104,8 @@ class MujocoSimNode(Node):
         self._timeout_ns = round(settings.command_timeout * 1e9)
         self._sim_time_ns = 0
         self._last_publish = -math.inf
+        self._measured: tuple[Any, ...] | None = None
+        """The last state published, as measured: what a re-send sends again."""
         self._report = SimReport(settings, sim.control_dt, self._interface, self._pacing,
                                  time.monotonic())
 
@@ -185,9 +187,13 @@ class MujocoSimNode(Node):
 
     def _on_republish_timer(self) -> None:
         # Lockstep waits for a command, but an agent that joined late never saw the last
-        # state: send it again. Publishing only; physics does not move.
+        # state: send it again, the same measurement. Publishing only; physics does not move.
         if time.monotonic() - self._last_publish >= REPUBLISH_PERIOD:
-            self._publish_state()
+            if self._measured is None:
+                self._publish_state()
+            else:
+                self._state_publishers.publish(self._sim_time_ns, *self._measured)
+                self._last_publish = time.monotonic()
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
@@ -253,8 +259,8 @@ class MujocoSimNode(Node):
             self.get_logger().error(f'{self._state_publishers.topics} not published: {exc}',
                                     throttle_duration_sec=LOG_THROTTLE)
         positions, velocities = sim.measured_joints()
-        self._state_publishers.publish(self._sim_time_ns, positions, velocities,
-                                       sim.joint_efforts(), samples)
+        self._measured = (positions, velocities, sim.joint_efforts(), samples)
+        self._state_publishers.publish(self._sim_time_ns, *self._measured)
         self._last_publish = time.monotonic()
 
     def _on_diagnostics_timer(self) -> None:
