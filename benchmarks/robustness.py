@@ -49,12 +49,18 @@ DEFAULT_RESULTS = HERE / 'results' / 'robustness.json'
 FACTORS = ('command_latency', 'late_periods', 'observation_noise', 'dynamics', 'pushes')
 CONDITIONS = ('none', *FACTORS, 'easy', 'medium', 'hard')
 """Each factor alone is ``hard``'s value of it."""
+LAST = ('--observe-last-action', 'true')
+TD3 = ('--n-critics', '2', '--target-noise', '0.2', '--policy-delay', '2')
 VARIANTS: dict[str, tuple[str, ...]] = {
+    # The env's preset as it is, trained on the nominal model.
     'nominal': (),
-    'nominal_last': ('--observe-last-action', 'true'),
+    'nominal_td3_last': (*TD3, *LAST),
     'hard': ('--randomize', 'hard'),
-    'hard_last': ('--randomize', 'hard', '--observe-last-action', 'true'),
-    'medium_last': ('--randomize', 'medium', '--observe-last-action', 'true'),
+    'hard_last': ('--randomize', 'hard', *LAST),
+    'medium_last': ('--randomize', 'medium', *LAST),
+    # Twin critics and target smoothing keep learning stable under randomization.
+    'hard_td3_last': ('--randomize', 'hard', *TD3, *LAST),
+    'medium_td3_last': ('--randomize', 'medium', *TD3, *LAST),
 }
 
 

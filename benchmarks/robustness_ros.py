@@ -5,8 +5,8 @@ For each checkpoint and try: ``mujoco_sim`` in realtime (``--real-time-factor``,
 physics published at 100 Hz, as a ``joint_state_broadcaster`` would, ``randomize``
 ``--randomize``, seed = the try), ``ddpg_agent`` in deploy mode on its 25 Hz timer under
 ``use_sim_time``, and ``--burners`` processes spinning the CPU beside them; the try's result
-is the first episode's return from ``ddpg_agent/episode_return`` (1000 = the pole stayed up
-for the whole 40 s episode). DDS stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE``
+is the first episode's return from ``ddpg_agent/episode_return`` after the agent's first
+reset (1000 = the pole stayed up for the whole 40 s episode). DDS stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE``
 ``LOCALHOST``, a domain of its own); every process is ended by its pid. Example::
 
     . .venv/bin/activate
@@ -62,14 +62,20 @@ def one_try(checkpoint: Path, args: argparse.Namespace, seed: int, env: dict) ->
              load_checkpoint=checkpoint, control_rate=25.0, use_sim_time=True,
              observe_last_action=last, checkpoint_dir=workdir),
     ] + [[sys.executable, '-c', BURNER]] * args.burners
-    processes = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for cmd in commands]
+    logs = [open(workdir / f'{name}.log', 'w') for name in
+            ('mujoco_sim', 'ddpg_agent', *(f'burner{i}' for i in range(args.burners)))]
+    processes = [subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+                 for cmd, log in zip(commands, logs)]
     returns: list[float] = []
     context = rclpy.Context()
     rclpy.init(context=context)
     listener = rclpy.create_node('robustness_listener', context=context)
+    # The sim runs from its start, so the pole has fallen before the agent acts: that first
+    # "episode" ends at its first step with return 0, then the agent resets the sim. A real
+    # episode starts upright and cannot end at its first step.
     listener.create_subscription(Float64, 'ddpg_agent/episode_return',
-                                 lambda msg: returns.append(msg.data), 10)
+                                 lambda msg: returns.append(msg.data) if returns or msg.data
+                                 else None, 10)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(listener)
     start = time.monotonic()
@@ -88,7 +94,10 @@ def one_try(checkpoint: Path, args: argparse.Namespace, seed: int, env: dict) ->
         executor.shutdown()
         listener.destroy_node()
         rclpy.shutdown(context=context)
+    for log in logs:
+        log.close()
     timing = workdir / 'timing.yaml'
+    print(f'try {seed}: returns {returns}, logs in {workdir}', flush=True)
     return {'seed': seed, 'return': returns[0] if returns else None,
             'wall_s': round(time.monotonic() - start, 1),
             'timing': timing.read_text() if timing.is_file() else ''}
