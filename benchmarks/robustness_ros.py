@@ -6,8 +6,9 @@ physics published at 100 Hz, as a ``joint_state_broadcaster`` would, ``randomize
 ``--randomize``, seed = the try), ``ddpg_agent`` in deploy mode on its 25 Hz timer under
 ``use_sim_time``, and ``--burners`` processes spinning the CPU beside them; the try's result
 is the first episode's return from ``ddpg_agent/episode_return`` after the agent's first
-reset (1000 = the pole stayed up for the whole 40 s episode). DDS stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE``
-``LOCALHOST``, a domain of its own); every process is ended by its pid. Example::
+reset (1000 = the pole stayed up for the whole 40 s episode). DDS stays on this machine
+(``ROS_AUTOMATIC_DISCOVERY_RANGE`` ``LOCALHOST``, a domain of its own); every process is ended
+by its pid. Example::
 
     . .venv/bin/activate
     python benchmarks/robustness_ros.py --randomize hard --tries 3 --burners 2 \
