@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ddpg_ros.fleet import discovery_server
-from ddpg_ros.fleet.discovery_server import (DiscoveryServerError, client_setting, find_binary,
-                                             library_folders, server_command,
-                                             server_environment)
+from ddpg_ros.fleet.discovery_server import (DiscoveryServerError, client_setting,
+                                             fast_dds_major, find_binary, library_folders,
+                                             server_command, server_environment)
 
 from conftest import ProcessGroup
 
@@ -77,8 +78,9 @@ def test_a_missing_server_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.
 
 def test_the_options_map_onto_the_servers_and_its_libraries_come_first() -> None:
     binary = installed_binary()
+    lead = ['42'] if fast_dds_major(binary) == 3 else []  # Kilted's Fast DDS 3 | Jazzy's 2
     assert server_command(binary, 1, '127.0.0.1', 11888, ['-b']) == [
-        str(binary), '-i', '1', '-l', '127.0.0.1', '-p', '11888', '-b']
+        str(binary), *lead, '-i', '1', '-l', '127.0.0.1', '-p', '11888', '-b']
     assert client_setting(1, '127.0.0.1', 11888) == ';127.0.0.1:11888'
     folders = [str(folder) for folder in library_folders(binary)]
     prefix = binary.resolve().parent.parent
@@ -87,6 +89,20 @@ def test_the_options_map_onto_the_servers_and_its_libraries_come_first() -> None
         assert any(folder.endswith('.libs') for folder in folders), folders
     env = server_environment(binary, {'LD_LIBRARY_PATH': '/elsewhere'})
     assert env['LD_LIBRARY_PATH'].split(':') == [*folders, '/elsewhere']
+
+
+def test_fast_dds_3s_server_gets_its_command_number_first(tmp_path: Path) -> None:
+    binary = tmp_path / 'bin' / 'fast-discovery-server'
+    binary.parent.mkdir()
+    binary.touch()
+    (tmp_path / 'lib').mkdir()
+    (tmp_path / 'lib' / 'libfastrtps.so.2.14').touch()
+    assert fast_dds_major(binary) == 2
+    assert server_command(binary, 0, '0.0.0.0', 11811)[1:3] == ['-i', '0']
+    (tmp_path / 'lib' / 'libfastdds.so.3.2').touch()
+    assert fast_dds_major(binary) == 3
+    assert server_command(binary, 0, '0.0.0.0', 11811) == [
+        str(binary), '42', '-i', '0', '-l', '0.0.0.0', '-p', '11811']
 
 
 @pytest.mark.parametrize('arguments', [['--port', '0'], ['--port', 'x'], ['--id', '256']])
@@ -112,7 +128,8 @@ def test_two_nodes_find_each_other_through_the_server(ros_processes: ProcessGrou
     server = ros_processes.start([sys.executable, '-m', 'ddpg_ros.fleet.discovery_server',
                                   '--port', str(port), '--address', '127.0.0.1'],
                                  name='discovery-server', env=bare)
-    assert server.wait_for_output('Server is running', EVENT_TIMEOUT), server.output()
+    assert server.wait_for_output('### Server ', EVENT_TIMEOUT), server.output()
+    assert re.search(r'### Server (is running|started) ###', server.output()), server.output()
     assert f'ROS_DISCOVERY_SERVER=127.0.0.1:{port}' in server.output()
     assert listener.wait(EVENT_TIMEOUT) == 0, listener.output() + talker.output()
     assert 'heard: through the server' in listener.output()

@@ -29,6 +29,8 @@ PROG = 'ddpg-discovery-server'
 BINARY = 'fast-discovery-server'
 DEFAULT_PORT = 11811
 MAX_SERVER_ID = 255
+SERVER_COMMAND = '42'
+"""Fast DDS 3's ``fast-discovery-server`` wants this first ("Invalid command index" else)."""
 
 
 class DiscoveryServerError(RuntimeError):
@@ -76,10 +78,25 @@ def server_environment(binary: Path, base: Mapping[str, str] | None = None) -> d
     return env
 
 
+def fast_dds_major(binary: Path) -> int:
+    """Return the major version of the Fast DDS that ``binary`` belongs to: 3 or 2."""
+    for folder in library_folders(binary):
+        if any(folder.glob('libfastdds.so.3*')):  # 2.x is libfastrtps.so.2.*
+            return 3
+    return 2
+
+
 def server_command(binary: Path, server_id: int, address: str, port: int,
-                   extra: Sequence[str] = ()) -> list[str]:
-    """Return the server's command line (its short options exist in every version)."""
-    return [str(binary), '-i', str(server_id), '-l', address, '-p', str(port), *extra]
+                   extra: Sequence[str] = (), major: int | None = None) -> list[str]:
+    """
+    Return the server's command line (its short options exist in every version).
+
+    Fast DDS 3's binary (Kilted) takes a command number first, as ``fastdds discovery``
+    passes it: ``SERVER_COMMAND`` runs a server; 2.x's (Jazzy) takes the options alone.
+    """
+    major = fast_dds_major(binary) if major is None else major
+    lead = [SERVER_COMMAND] if major >= 3 else []
+    return [str(binary), *lead, '-i', str(server_id), '-l', address, '-p', str(port), *extra]
 
 
 def client_setting(server_id: int, address: str, port: int) -> str:
