@@ -198,12 +198,15 @@ class DDPGAgentNode(Node):
 
     def write_timing(self) -> Path | None:
         """
-        Write ``checkpoint_dir/timing.yaml`` (training; deploying, when the directory exists).
+        Write ``checkpoint_dir/timing.yaml`` when that directory exists.
+
+        A local training run makes it; a deployment or a remote learner's actor writes there
+        only where the user made one, never a directory behind their back.
 
         :return: the file, or ``None`` when there is nothing to write or nowhere to.
         """
         directory = Path(self.settings.checkpoint_dir)
-        if not self.timing.commands or not (self.policy.training or directory.is_dir()):
+        if not self.timing.commands or not directory.is_dir():
             return None
         try:
             return self.timing.write(directory / 'timing.yaml')
