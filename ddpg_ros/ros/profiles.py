@@ -27,7 +27,7 @@ PACKAGE = 'ddpg_ros'
 LAUNCH_SUFFIX = '.launch.py'
 MUJOCO_SIM_PARAMETERS = ('model', 'mode', 'seed', 'command_timeout', 'publish_clock',
                          'frame_skip', 'timestep', 'state_rate', 'real_time_factor', 'imu_site',
-                         'randomize', 'reset_noise',
+                         'reset_noise', 'randomize',
                          'image_rate', 'image_width', 'image_height', 'camera', 'viewer')
 """Every parameter the ``mujoco_sim`` node declares."""
 _ARGUMENT_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_.]*\Z')
