@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -42,7 +41,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from preset_check import load_results  # noqa: E402  (one results-file layout for all)
-from sample_efficiency import _commit, _now, first_solve, iqm_interval  # noqa: E402
+from sample_efficiency import (_commit, _now, first_solve, iqm_interval,  # noqa: E402
+                               run_key, save_result)
 
 DEFAULT_OUT = HERE / 'out' / 'robustness'
 DEFAULT_RESULTS = HERE / 'results' / 'robustness.json'
@@ -131,21 +131,6 @@ def train(args: argparse.Namespace, variant: str, seed: int) -> dict:
           f"solve {first_solve(curve, args.solved)}, hard {hard.get('full')}/"
           f"{hard.get('episodes')}", flush=True)
     return record
-
-
-def run_key(run: dict) -> tuple:
-    return run['env'], run['variant'], run['steps'], run['seed']
-
-
-def save_result(path: Path, run: dict) -> None:
-    """Add (or replace) one run; the file is written whole, through a rename."""
-    results = load_results(path)
-    results['runs'] = [r for r in results['runs'] if run_key(r) != run_key(run)] + [run]
-    results['runs'].sort(key=run_key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.tmp')
-    tmp.write_text(json.dumps(results, indent=1) + '\n')
-    tmp.replace(path)
 
 
 def summarize(results: dict, solved: float) -> str:
