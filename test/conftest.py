@@ -13,10 +13,12 @@ Fixtures (function scope):
 - ``ros_node``: a :class:`RosTestNode`, an rclpy node in the test's own context and domain,
   with an executor and ``spin_until``.
 
-Fixture (session scope):
+Fixtures (session scope), trained in the background from the first test on
+(:mod:`background_runs`), their tests run last:
 
-- ``pendulum_run``: one ``ddpg-train`` run of InvertedPendulum-v5 with its preset, resumed at
-  half way (:class:`PendulumRun`), trained once for every test that needs a solved policy.
+- ``pendulum_run``: ``ddpg-train`` runs of InvertedPendulum-v5 with its preset, seed 0 resumed
+  at half way (:class:`PendulumRun`), trained once for every test that needs a solved policy.
+- ``balancer_run``: the balancer learning to stand (:mod:`balancer_learning`).
 
 Helpers: :func:`node_command` builds ``python -m ddpg_ros.ros.<module> --ros-args ...``;
 :func:`pid_alive` tells whether a pid still runs (a zombie counts as gone).
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import random
 import shutil
@@ -40,6 +43,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from background_runs import BackgroundChain
 
 # This process too must keep DDS on loopback, whatever the caller's shell says.
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
@@ -327,59 +332,131 @@ def ddpg_train_command(out: Path, *args: str) -> list[str]:
             *args]
 
 
-def _finish(process: subprocess.Popen, timeout: float = 600) -> str:
-    """Wait for a ``ddpg-train`` process, assert it succeeded, return its stderr."""
-    _, stderr = process.communicate(timeout=timeout)
-    assert process.returncode == 0, stderr
-    return stderr
+BACKGROUND_FIXTURES = ('balancer_run', 'pendulum_run')
+"""Session fixtures trained by :class:`~background_runs.BackgroundChain` runs; their tests go
+last, in this order."""
+BACKGROUND_TIMEOUT = 800.0
+"""Seconds a test waits for its run: what is left of it at full speed, with a wide margin
+(the runs take 1-3 minutes of both cores) under pytest's 900 s per test."""
+
+
+class _BackgroundRuns:
+    """The session's background chains, started at the first test for the fixtures ahead."""
+
+    def __init__(self, wanted: set[str], tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.chains: dict[str, BackgroundChain] = {}
+        self._factory = tmp_path_factory
+        self._results: dict[str, object] = {}
+        self._finish: dict[str, Callable[[], object]] = {}
+        for name in BACKGROUND_FIXTURES:
+            if name in wanted:
+                self._start(name)
+
+    def _start(self, name: str) -> None:
+        starter = {'pendulum_run': self._start_pendulum,
+                   'balancer_run': self._start_balancer}[name]
+        self._finish[name] = starter(self._factory)
+
+    def result(self, name: str) -> object:
+        """Return the fixture's value once its chains finish (starting them if none did)."""
+        if name not in self._finish:
+            self._start(name)
+        if name not in self._results:
+            self._results[name] = self._finish[name]()
+        return self._results[name]
+
+    def stop(self) -> None:
+        for chain in self.chains.values():
+            chain.stop()
+
+    def _chain(self, name: str, steps: Sequence, log_dir: Path) -> BackgroundChain:
+        self.chains[name] = BackgroundChain(name, steps, log_dir)
+        return self.chains[name]
+
+    def _start_pendulum(self, tmp_path_factory: pytest.TempPathFactory
+                        ) -> Callable[[], PendulumRun]:
+        """
+        Train the pendulum for the session with its preset, on three seeds at once.
+
+        Seed 0 runs 4,000 steps, then ``--resume`` to 8,000, so the learning promise is kept
+        across a resume; seeds 1 and 2, and seed 0 against :data:`TIMING_PROFILE`, run beside
+        it, one torch thread each (each run's result depends on its seed only, never on the
+        load). Every test that needs a solved policy (the CLI's outputs, ``ddpg-eval``,
+        deployment through ROS) shares seed 0's run. ``--actor-lr 0.5`` on the resume must be
+        ignored: a run continues with its own settings.
+        """
+        common = ('--env', 'InvertedPendulum-v5', '--eval-every', str(PENDULUM_EVAL_EVERY),
+                  '--eval-episodes', '5', '--torch-threads', '1')
+        logs = tmp_path_factory.mktemp('pendulum_logs')
+        seeds = {seed: tmp_path_factory.mktemp(f'pendulum_seed{seed}') for seed in PENDULUM_SEEDS}
+        out, halfway = seeds[0], tmp_path_factory.mktemp('pendulum_halfway')
+        randomized = tmp_path_factory.mktemp('pendulum_randomized')
+        profile = randomized / 'timing.yaml'
+        profile.write_text(yaml.safe_dump(TIMING_PROFILE))
+
+        def keep_halfway() -> None:
+            for name in ('checkpoint.pt', 'checkpoint.npz'):
+                shutil.copy2(out / name, halfway / name)
+
+        seed0 = self._chain('pendulum_seed0', [
+            ddpg_train_command(out, *common, '--save-buffer', '--seed', '0',
+                               '--total-steps', str(PENDULUM_STEPS // 2)),
+            keep_halfway,
+            ddpg_train_command(out, *common, '--save-buffer', '--resume',
+                               str(out / 'checkpoint.pt'), '--total-steps',
+                               str(PENDULUM_STEPS), '--actor-lr', '0.5')], logs)
+        beside = [self._chain(f'pendulum_seed{seed}', [ddpg_train_command(
+            seeds[seed], *common, '--seed', str(seed), '--total-steps', str(PENDULUM_STEPS))],
+            logs) for seed in PENDULUM_SEEDS[1:]]
+        beside.append(self._chain('pendulum_randomized', [ddpg_train_command(
+            randomized, *common, '--seed', '0', '--total-steps', str(PENDULUM_STEPS),
+            '--randomize', str(profile), *RANDOMIZED_FLAGS)], logs))
+
+        def finish() -> PendulumRun:
+            resume_stderr = seed0.wait(BACKGROUND_TIMEOUT)[-1]
+            for chain in beside:
+                chain.wait(BACKGROUND_TIMEOUT)
+            return PendulumRun(out=out, halfway=halfway, resume_stderr=resume_stderr,
+                               seeds=seeds, randomized=randomized)
+
+        return finish
+
+    def _start_balancer(self, tmp_path_factory: pytest.TempPathFactory
+                        ) -> Callable[[], list[tuple[int, float, int]]]:
+        """Start the balancer's training run of :mod:`balancer_learning`, seed 0."""
+        out = tmp_path_factory.mktemp('balancer') / 'evaluations.json'
+        chain = self._chain('balancer', [[sys.executable, str(Path(__file__).parent /
+                                                              'balancer_learning.py'),
+                                          '--seed', '0', '--out', str(out)]], out.parent)
+
+        def finish() -> list[tuple[int, float, int]]:
+            chain.wait(BACKGROUND_TIMEOUT)
+            return [tuple(row) for row in json.loads(out.read_text())]
+
+        return finish
+
+
+@pytest.fixture(scope='session', autouse=True)
+def background_runs(request: pytest.FixtureRequest,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[_BackgroundRuns]:
+    """Start, at the session's first test, the background runs that its tests will read."""
+    wanted = {name for item in request.session.items
+              for name in BACKGROUND_FIXTURES if name in getattr(item, 'fixturenames', ())}
+    runs = _BackgroundRuns(wanted, tmp_path_factory)
+    yield runs
+    runs.stop()
 
 
 @pytest.fixture(scope='session')
-def pendulum_run(tmp_path_factory: pytest.TempPathFactory) -> PendulumRun:
-    """
-    Train the pendulum once for the session with its preset, on three seeds at once.
+def pendulum_run(background_runs: _BackgroundRuns) -> PendulumRun:
+    """Return the pendulum trained on seeds 0-2, and on seed 0 with late commands."""
+    return background_runs.result('pendulum_run')
 
-    Seed 0 runs 4,000 steps, then ``--resume`` to 8,000, so the learning promise is kept
-    across a resume; seeds 1 and 2 run beside it, one torch thread each (each run's result
-    depends on its seed only, never on the load). Every test that needs a solved policy (the
-    CLI's outputs, ``ddpg-eval``, deployment through ROS) shares seed 0's run.
-    ``--actor-lr 0.5`` on the resume must be ignored: a run continues with its own settings.
-    """
-    common = ('--env', 'InvertedPendulum-v5', '--eval-every', str(PENDULUM_EVAL_EVERY),
-              '--eval-episodes', '5', '--torch-threads', '1')
-    seeds = {seed: tmp_path_factory.mktemp(f'pendulum_seed{seed}') for seed in PENDULUM_SEEDS}
-    out = seeds[0]
-    randomized = tmp_path_factory.mktemp('pendulum_randomized')
-    profile = randomized / 'timing.yaml'
-    profile.write_text(yaml.safe_dump(TIMING_PROFILE))
-    commands = [ddpg_train_command(seeds[seed], *common, '--seed', str(seed),
-                                   '--total-steps', str(PENDULUM_STEPS))
-                for seed in PENDULUM_SEEDS[1:]]
-    commands.append(ddpg_train_command(randomized, *common, '--seed', '0', '--total-steps',
-                                       str(PENDULUM_STEPS), '--randomize', str(profile),
-                                       *RANDOMIZED_FLAGS))
-    beside = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True) for command in commands]
-    try:
-        first = ddpg_train(out, *common, '--save-buffer', '--seed', '0',
-                           '--total-steps', str(PENDULUM_STEPS // 2))
-        assert first.returncode == 0, first.stderr
-        halfway = tmp_path_factory.mktemp('pendulum_halfway')
-        for name in ('checkpoint.pt', 'checkpoint.npz'):
-            shutil.copy2(out / name, halfway / name)
-        resumed = ddpg_train(out, *common, '--save-buffer', '--resume',
-                             str(out / 'checkpoint.pt'), '--total-steps', str(PENDULUM_STEPS),
-                             '--actor-lr', '0.5')
-        assert resumed.returncode == 0, resumed.stderr
-        for process in beside:
-            _finish(process)
-    finally:
-        for process in beside:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return PendulumRun(out=out, halfway=halfway, resume_stderr=resumed.stderr, seeds=seeds,
-                       randomized=randomized)
+
+@pytest.fixture(scope='session')
+def balancer_run(background_runs: _BackgroundRuns) -> list[tuple[int, float, int]]:
+    """Return the balancer's evaluations as it learns: ``(env step, return, length)``."""
+    return background_runs.result('balancer_run')
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -408,14 +485,23 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
-    Mark every test that uses a ROS domain as ``ros``, and every user of ``pendulum_run``.
+    Mark every test that uses a ROS domain as ``ros``, and every user of a trained run.
 
     ``-m ros`` then selects exactly the tests that talk over DDS, and ``-m 'not learning'``
-    leaves out every test that waits for a policy to be trained.
+    leaves out every test that waits for a policy to be trained. The users of the runs
+    trained in the background (:data:`BACKGROUND_FIXTURES`) go last, so that the rest of the
+    session gives those runs its idle time before anyone waits for them.
     """
+    last: dict[str, list[pytest.Item]] = {name: [] for name in BACKGROUND_FIXTURES}
+    first: list[pytest.Item] = []
     for item in items:
         fixtures = getattr(item, 'fixturenames', ())
         if 'ros_domain_id' in fixtures:
             item.add_marker(pytest.mark.ros)
-        if 'pendulum_run' in fixtures:
+        background = [name for name in BACKGROUND_FIXTURES if name in fixtures]
+        if background:
             item.add_marker(pytest.mark.learning)
+            last[background[0]].append(item)
+        else:
+            first.append(item)
+    items[:] = first + [item for name in BACKGROUND_FIXTURES for item in last[name]]

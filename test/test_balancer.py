@@ -3,38 +3,11 @@
 import mujoco
 import numpy as np
 import pytest
-import torch
 
-from ddpg_ros.core.config import DDPGConfig
-from ddpg_ros.core.ddpg import DDPG
-from ddpg_ros.core.noise import make_noise
-from ddpg_ros.core.replay_buffer import ReplayBuffer
-from ddpg_ros.sim.simulation import Simulation
-from ddpg_ros.sim.sensors import SimSensors
 from ddpg_ros.tasks import Balancer, ImuSample, RobotState, make_task
-from ddpg_ros.tasks.balancer import FRAME_SKIP, MODEL_PATH, TIMESTEP
+from ddpg_ros.tasks.balancer import TIMESTEP
 
-
-def simulation() -> tuple[Simulation, SimSensors]:
-    """Return the robot as mujoco_sim runs it for this task, and what it publishes."""
-    sim = Simulation(MODEL_PATH, seed=0, frame_skip=FRAME_SKIP)
-    return sim, SimSensors(sim.model)
-
-
-def run_episode(task: Balancer, policy, sim: Simulation, sensors: SimSensors
-                ) -> tuple[float, int, list[float]]:
-    """Run ``policy`` for one episode; return its return, length and pitch per step."""
-    state = sensors.robot_state(task, sim.data)
-    total, pitches = 0.0, []
-    for step in range(task.max_episode_steps):
-        action = policy(task.observation(state))
-        sim.step(action)
-        previous, state = state, sensors.robot_state(task, sim.data)
-        total += task.reward(previous, action, state)
-        pitches.append(task.pitch(state))
-        if task.terminated(state):
-            return total, step + 1, pitches
-    return total, task.max_episode_steps, pitches
+from balancer_learning import run_episode, simulation
 
 
 def test_balancer_matches_its_model() -> None:
@@ -102,63 +75,16 @@ def test_balancer_reward_and_termination_follow_the_tilt() -> None:
     assert not task.terminated(state(0.29, 0.0)) and task.terminated(state(-0.31, 0.0))
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Run torch on one thread: reproducible sums, and fair to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.learning
-def test_ddpg_learns_to_balance_within_30k_steps(one_torch_thread) -> None:
+def test_ddpg_learns_to_balance_within_30k_steps(balancer_run) -> None:
     """
-    Train with config/balancer.yaml's hyper-parameters, one update per step, no ROS.
+    Stand within 30,000 steps, trained by :mod:`balancer_learning`.
 
-    About 80 s on one core: seed 0 first stands a whole deterministic episode after 22,500
-    steps (seeds 1 and 2: 20,000 and 30,000).
+    config/balancer.yaml's hyper-parameters, one update per step, no ROS, seed 0; trained in
+    the background while other tests run.
     """
+    evaluations = balancer_run
     task = make_task('balancer')
-    config = DDPGConfig(hidden_sizes=(64, 64), actor_lr=1e-3, critic_lr=1e-3, batch_size=128,
-                        buffer_size=100_000, learning_starts=1000, noise_sigma=0.1, seed=0,
-                        device='cpu')
-    agent = DDPG(task.obs_dim, task.action_low, task.action_high, config)
-    buffer = ReplayBuffer(config.buffer_size, task.obs_dim, task.action_dim, seed=0)
-    rng = np.random.default_rng(0)
-    noise = make_noise(config.noise_type, config.noise_sigma, task.action_low,
-                       task.action_high, rng)
-    sim, sensors = simulation()
-    state = sensors.robot_state(task, sim.data)
-    length, evaluations = 0, []
-    for step in range(1, 30_001):
-        observation = task.observation(state)
-        if step <= config.learning_starts:
-            action = rng.uniform(task.action_low, task.action_high)
-        else:
-            action = np.clip(agent.act(observation) + noise(), task.action_low,
-                             task.action_high)
-        sim.step(action)
-        previous, state = state, sensors.robot_state(task, sim.data)
-        terminated = task.terminated(state)
-        # A time-limit truncation keeps bootstrapping: only a fall is stored as terminal.
-        buffer.add(observation, action, task.reward(previous, action, state),
-                   task.observation(state), terminated)
-        length += 1
-        if step > config.learning_starts:
-            agent.update(buffer.sample(config.batch_size))
-        if terminated or length == task.max_episode_steps:
-            sim.reset()
-            noise.reset()
-            state, length = sensors.robot_state(task, sim.data), 0
-        if step % 2500 == 0:
-            evaluation = Simulation(MODEL_PATH, seed=0, frame_skip=FRAME_SKIP)
-            total, steps, _ = run_episode(task, agent.act, evaluation, sensors)
-            evaluation.close()
-            evaluations.append((step, round(total, 1), steps))
-            if steps == task.max_episode_steps:
-                break
-    sim.close()
     # Random and untrained policies fall within ~20 steps; a learned one stands 10 s.
     assert evaluations[0][2] < 50, evaluations
     assert evaluations[-1][2] == task.max_episode_steps, evaluations
