@@ -5,7 +5,8 @@
 #   bash scripts/test.sh            everything (what CI runs)
 #   bash scripts/test.sh --quick    the edit-test loop: every ROS-free test but the learning
 #                                   runs, and one smoke test per node; Jazzy only
-# Other arguments go to pytest (-k NAME, -x, --durations=30, a test file).
+# The full run lists its 30 slowest tests (--durations=30). Other arguments go to pytest
+# (-k NAME, -x, a test file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +41,7 @@ if [ "${SKIP_KILTED:-0}" != 1 ]; then
   # written its stamp, so the next run sets up again.
   trap 'kill -- -"$kilted_setup" 2>/dev/null || true; rm -f "$kilted_log"' EXIT
 fi
-.venv/bin/python -m pytest "${pytest_args[@]}"
+.venv/bin/python -m pytest --durations=30 "${pytest_args[@]}"
 
 if [ "$kilted" = 1 ]; then
   setup_status=0

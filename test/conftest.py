@@ -32,6 +32,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -54,6 +55,9 @@ DOMAIN_IDS = range(1, 102)
 _DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / 'ddpg_ros_test_domains'
 STOP_TIMEOUT = 10.0
 """Seconds a process gets to end after SIGINT at teardown before it is killed."""
+EVENT_TIMEOUT = 120.0
+"""Seconds for one awaited event of several processes on two loaded cores; never reached when
+it works."""
 
 
 @contextlib.contextmanager
@@ -131,6 +135,25 @@ class TestProcess:
     def output(self) -> str:
         """Everything the process wrote so far (stdout and stderr)."""
         return self.log_path.read_text(errors='replace')
+
+    def wait_for_line(self, pattern: str, after: int = 0,
+                      timeout: float = EVENT_TIMEOUT) -> re.Match[str]:
+        """
+        Wait for a line of the output, past offset ``after``, that matches ``pattern``.
+
+        :raises AssertionError: the process exited or ``timeout`` s passed first; the message
+            holds the pattern, the command and the end of the output.
+        """
+        regex = re.compile(pattern, re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.output(), after)
+            if match:
+                return match
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f'no line {pattern!r} in the output of {self.command}:\n'
+                                     f'{self.output()[after:][-8000:]}')
+            time.sleep(0.05)
 
     def wait_for_output(self, text: str, timeout: float) -> bool:
         """Wait until ``text`` appears in the output; False on timeout or if it exits first."""

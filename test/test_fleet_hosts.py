@@ -10,7 +10,6 @@ lockstep with 64-64 networks: the claim is that data flows, not that the fleet l
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -21,15 +20,13 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from conftest import TestProcess, node_command
+from conftest import EVENT_TIMEOUT, TestProcess, node_command
 import netns_hosts as netns_hosts_module
 from netns_hosts import (MULTICAST_ROUTE, PREFIX, REQUIRE_VARIABLE, DiagnosticsProbe, NetnsHosts,
                          base36, make_hosts, netns_hosts)  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.ros
 
-EVENT_TIMEOUT = 120.0
-"""Seconds for one awaited event of a fleet on two loaded cores; never reached when it works."""
 LEARNER = {'hidden_sizes': '[64, 64]', 'batch_size': '32', 'buffer_size': '20000',
            'learning_starts': '200', 'updates_per_step': '0.5', 'policy_every': '10',
            'policy_period': '0.5', 'device': 'cpu', 'tensorboard': 'false',
@@ -51,21 +48,6 @@ def ros_args(**params: Any) -> list[str]:
 
 def actor_id(robot: str) -> str:
     return f'/{robot}/ddpg_agent'
-
-
-def wait_for_line(process: TestProcess, pattern: str, after: int = 0,
-                  timeout: float = EVENT_TIMEOUT) -> re.Match[str]:
-    """Wait for a line of ``process``'s output, past offset ``after``, that matches ``pattern``."""
-    regex = re.compile(pattern, re.MULTILINE)
-    deadline = time.monotonic() + timeout
-    while True:
-        match = regex.search(process.output(), after)
-        if match:
-            return match
-        if process.popen.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f'no line {pattern!r} in the output of {process.command}:\n'
-                                 f'{process.output()[after:][-6000:]}')
-        time.sleep(0.05)
 
 
 class HostFleet:
@@ -129,7 +111,7 @@ def start_discovery_server(hosts: NetnsHosts) -> tuple[TestProcess, dict[str, st
         sys.executable, '-m', 'ddpg_ros.fleet.discovery_server']
     server = hosts.start('a', [*command, '--port', str(DISCOVERY_SERVER_PORT)],
                          name='discovery_server')
-    wait_for_line(server, r'### Server (is running|started) ###')  # Fast DDS 2.x | 3.x
+    server.wait_for_line(r'### Server (is running|started) ###')  # Fast DDS 2.x | 3.x
     return server, {'ROS_DISCOVERY_SERVER': f"{hosts.addresses['a']}:{DISCOVERY_SERVER_PORT}"}
 
 
@@ -240,7 +222,7 @@ def test_policies_reach_robots_on_other_hosts_and_their_transitions_reach_the_le
     fleet = HostFleet(hosts, tmp_path / 'learner', env=env)
     fleet.wait(fleet.flowing, 'transitions from both robots, acted with the published policies')
     for robot, actor in fleet.actors.items():
-        wait_for_line(actor, r'policy version \d+ of run \S+ received from the learner')
+        actor.wait_for_line(r'policy version \d+ of run \S+ received from the learner')
     learner = fleet.probe.learner()
     assert learner['actors'] == '2', learner
     # The robots' own statuses cross too: each acts with a recent policy, learner not lost.
@@ -252,9 +234,28 @@ def test_policies_reach_robots_on_other_hosts_and_their_transitions_reach_the_le
     fleet.stop_robots()
 
 
+@pytest.mark.distro
+def test_a_half_cheetah_sized_policy_reaches_a_robot_that_joins_late_on_another_host(
+        netns_hosts: Callable[..., NetnsHosts], tmp_path: Path) -> None:
+    # 256-256 networks (HalfCheetah's preset): a 288 KB policy, fragmented over UDP.
+    hosts = netns_hosts(['a', 'b'])
+    learner = hosts.start('a', node_command('ddpg_learner_node', *ros_args(
+        task='half_cheetah', checkpoint_dir=tmp_path / 'learner', device='cpu',
+        tensorboard='false', checkpoint_every='0')), name='ddpg_learner')
+    version = int(learner.wait_for_line(r'ready: .*policy version (\d+)')[1])
+    started = time.monotonic()
+    actor = hosts.start('b', node_command('ddpg_agent_node', '-r', '__ns:=/robot_b', *ros_args(
+        task='half_cheetah', learner='remote', use_sim_time='true')), name='ddpg_agent')
+    received = actor.wait_for_line(r'policy version (\d+) of run \S+ received from the learner')
+    print(f'a 256-256 policy reached a robot on another host {time.monotonic() - started:.1f} s '
+          'after its start (Python start-up, discovery and the transfer)')
+    assert int(received[1]) >= version
+    assert 'policy refused' not in actor.output()
+
+
 # A partition
 
-def test_a_robot_cut_off_for_10_s_acts_on_then_delivers_its_queue_once_and_the_other_goes_on(
+def test_a_cut_off_robot_acts_on_and_delivers_its_queue_once_and_a_cut_off_learner_loses_all(
         netns_hosts: Callable[..., NetnsHosts], tmp_path: Path) -> None:
     hosts = netns_hosts(['a', 'b', 'c'])
     fleet = HostFleet(hosts, tmp_path / 'learner', learner_timeout='2.0',
@@ -262,7 +263,7 @@ def test_a_robot_cut_off_for_10_s_acts_on_then_delivers_its_queue_once_and_the_o
     fleet.wait(fleet.flowing, 'transitions from both robots, acted with the published policies')
     b, c = ROBOTS['b'], ROBOTS['c']
     actor_b, actor_c = fleet.actors[b], fleet.actors[c]
-    wait_for_line(actor_b, r'received from the learner')
+    actor_b.wait_for_line(r'received from the learner')
     mark_b = len(actor_b.output())
 
     hosts.link_down('b')
@@ -270,9 +271,9 @@ def test_a_robot_cut_off_for_10_s_acts_on_then_delivers_its_queue_once_and_the_o
     fleet.probe.poll()
     at_cut = {robot: fleet.stored(robot) for robot in ROBOTS.values()}
     # b notices (learner_timeout 2 s) and goes on acting with its last policy, queueing.
-    lost = wait_for_line(actor_b, r'no policy from the learner for 2 s: acting with policy '
-                                  r'version (\d+) without noise; (\d+) transitions queued',
-                         mark_b, timeout=CUT)
+    lost = actor_b.wait_for_line(r'no policy from the learner for 2 s: acting with policy '
+                                 r'version (\d+) without noise; (\d+) transitions queued',
+                                 mark_b, timeout=CUT)
     # c goes on: its transitions keep arriving at the learner during the cut.
     fleet.wait(lambda: fleet.stored(c) >= at_cut[c] + 100, f'{c} feeding during the cut',
                timeout=max(0.0, CUT - 1.0 - (time.monotonic() - cut)))
@@ -285,8 +286,8 @@ def test_a_robot_cut_off_for_10_s_acts_on_then_delivers_its_queue_once_and_the_o
           f'heal {({robot: fleet.stored(robot) for robot in ROBOTS.values()})}')
     assert healed - cut < CUT + 2.0, 'the cut went on too long to be the one claimed'
 
-    back = wait_for_line(actor_b, r'learner back: policy version (\d+); sending (\d+) queued '
-                                  r'transitions', lost.end())
+    back = actor_b.wait_for_line(r'learner back: policy version (\d+); sending (\d+) queued '
+                                 r'transitions', lost.end())
     assert int(back[1]) > int(lost[1]), (lost[0], back[0])
     queued = int(back[2])
     assert queued > int(lost[2]) and queued >= 100, (lost[0], back[0])
@@ -305,6 +306,18 @@ def test_a_robot_cut_off_for_10_s_acts_on_then_delivers_its_queue_once_and_the_o
     seen_c = [s for _, s in fleet.probe.statuses if s['name'] == 'ddpg_agent: agent'
               and s.get('actor_id') == actor_id(c) and s.get('policy_version')]
     assert seen_c and all(s['learner_lost'] == 'False' for s in seen_c), seen_c
+
+    # The learner's own link cut: every robot notices, acts on with its last policy, and takes
+    # the next version once the link is back.
+    marks = {robot: len(actor.output()) for robot, actor in fleet.actors.items()}
+    hosts.link_down('a')
+    lost_all = {robot: actor.wait_for_line(
+        r'no policy from the learner for 2 s: acting with policy version (\d+)', marks[robot],
+        timeout=CUT) for robot, actor in fleet.actors.items()}
+    hosts.link_up('a')
+    for robot, actor in fleet.actors.items():
+        again = actor.wait_for_line(r'learner back: policy version (\d+)', lost_all[robot].end())
+        assert int(again[1]) > int(lost_all[robot][1]), (lost_all[robot][0], again[0])
 
     # Nothing stored twice: no batch refused as a duplicate, no row twice in the buffer.
     learner = fleet.probe.learner()

@@ -31,7 +31,7 @@ from ddpg_ros.ros.profiles import LEARNER_RESPAWN_DELAY, PROFILES, ProfileError,
     config_directory
 
 from agent_helpers import ddpg_cli, eval_mean_return
-from conftest import ProcessGroup, RosTestNode, TestProcess, pid_alive
+from conftest import ProcessGroup, RosTestNode, pid_alive
 from test_launcher import launcher_command, started_pids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,24 +318,6 @@ def test_two_robots_teach_one_learner_the_pendulum_through_ddpg_launch(
 
 # A part that fails, through ddpg-launch
 
-EVENT_TIMEOUT = 120.0
-"""Seconds for one awaited event of a fleet on two loaded cores; never reached when it works."""
-
-
-def wait_for_line(process: TestProcess, pattern: str, after: int = 0) -> re.Match[str]:
-    """Wait for a line of ``process``'s output, past offset ``after``, that matches ``pattern``."""
-    regex = re.compile(pattern, re.MULTILINE)
-    deadline = time.monotonic() + EVENT_TIMEOUT
-    while True:
-        match = regex.search(process.output(), after)
-        if match:
-            return match
-        if process.popen.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f'no line {pattern!r} in the output:\n'
-                                 f'{process.output()[after:][-8000:]}')
-        time.sleep(0.05)
-
-
 def test_a_killed_learner_starts_again_and_the_robots_go_on_through_ddpg_launch(
         ros_processes: ProcessGroup, tmp_path: Path) -> None:
     directory = tmp_path / 'fleet'
@@ -350,48 +332,48 @@ def test_a_killed_learner_starts_again_and_the_robots_go_on_through_ddpg_launch(
     pids = started_pids(launcher, 5)
     robots = ('robot_0', 'robot_1')
     for robot in robots:
-        wait_for_line(launcher, rf'^\[{robot}/ddpg_agent\] .*policy version \d+ of run '
-                                r'inverted_pendulum-\S+ received from the learner')
-    wait_for_line(launcher, r'^\[ddpg_learner\] .*checkpoint written: ')
+        launcher.wait_for_line(rf'^\[{robot}/ddpg_agent\] .*policy version \d+ of run '
+                               r'inverted_pendulum-\S+ received from the learner')
+    launcher.wait_for_line(r'^\[ddpg_learner\] .*checkpoint written: ')
 
     # SIGKILL: no exit checkpoint, the learner's state is its newest periodic one.
     mark = len(launcher.output())
     os.kill(pids['ddpg_learner'], signal.SIGKILL)
-    wait_for_line(launcher, r'ddpg_learner ended \(status -9\): starting it again in '
-                            f'{LEARNER_RESPAWN_DELAY:g} s', mark)
+    launcher.wait_for_line(r'ddpg_learner ended \(status -9\): starting it again in '
+                           f'{LEARNER_RESPAWN_DELAY:g} s', mark)
     lost = {}
     for robot in robots:
-        lost[robot] = wait_for_line(
-            launcher, rf'^\[{robot}/ddpg_agent\] .*no policy from the learner for 1 s: '
+        lost[robot] = launcher.wait_for_line(
+            rf'^\[{robot}/ddpg_agent\] .*no policy from the learner for 1 s: '
             r'acting with policy version (\d+) without noise; (\d+) transitions queued', mark)
-    restarted = int(wait_for_line(launcher, r'started ddpg_learner \(pid (\d+)\)', mark)[1])
+    restarted = int(launcher.wait_for_line(r'started ddpg_learner \(pid (\d+)\)', mark)[1])
     assert restarted != pids['ddpg_learner']
-    ready = wait_for_line(launcher, r'^\[ddpg_learner\] .*ready: .* policy version (\d+) .*'
-                                    r'resumed at (\d+) transitions from (\S+)$', mark)
+    ready = launcher.wait_for_line(r'^\[ddpg_learner\] .*ready: .* policy version (\d+) .*'
+                                   r'resumed at (\d+) transitions from (\S+)$', mark)
     resumed_at = int(ready[2])
     assert Path(ready[3]).parent == directory and resumed_at >= 300, ready[0]
     for robot in robots:
-        back = wait_for_line(launcher, rf'^\[{robot}/ddpg_agent\] .*learner back: policy '
-                                       r'version (\d+); sending (\d+) queued transitions', mark)
+        back = launcher.wait_for_line(rf'^\[{robot}/ddpg_agent\] .*learner back: policy '
+                                      r'version (\d+); sending (\d+) queued transitions', mark)
         # A higher version, taken up; and the robot acted (queued) while the learner was away.
         assert int(back[1]) > int(lost[robot][1]), (back[0], lost[robot][0])
         assert int(back[2]) > int(lost[robot][2]), (back[0], lost[robot][0])
     # The respawned learner stores the robots' transitions: a checkpoint past the resumed one.
-    after = wait_for_line(launcher, r'^\[ddpg_learner\] .*checkpoint written: \S+'
-                                    r'checkpoint_(\d+)\.pt', ready.end())
+    after = launcher.wait_for_line(r'^\[ddpg_learner\] .*checkpoint written: \S+'
+                                   r'checkpoint_(\d+)\.pt', ready.end())
     assert int(after[1]) > resumed_at
 
     # A robot's node that ends is reported; the rest go on (robot_0 still feeds the learner).
     mark = len(launcher.output())
     os.kill(pids['robot_1/mujoco_sim'], signal.SIGKILL)
-    wait_for_line(launcher, r'robot_1/mujoco_sim ended \(status -9\); the others go on', mark)
+    launcher.wait_for_line(r'robot_1/mujoco_sim ended \(status -9\); the others go on', mark)
     # The first checkpoint after the kill may hold no more than the last: the robots' queued
     # transitions arrive at once, and lockstep robots wait while the learner's updates catch
     # up with them. Wait for one that holds more.
     checkpoint = r'^\[ddpg_learner\] .*checkpoint written: \S+checkpoint_(\d+)\.pt'
-    written = wait_for_line(launcher, checkpoint, mark)
+    written = launcher.wait_for_line(checkpoint, mark)
     while int(written[1]) <= int(after[1]):
-        written = wait_for_line(launcher, checkpoint, written.end())
+        written = launcher.wait_for_line(checkpoint, written.end())
     assert 'stopping the rest' not in launcher.output()
 
     # Only a signal stops the fleet; the learner's SIGKILL makes the exit status 1.

@@ -26,6 +26,7 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 from std_srvs.srv import SetBool, Trigger
 
+from ddpg_ros.control.settings import AgentSettings
 from ddpg_ros.sim.envs import spec_for_task
 from ddpg_ros.fleet.wire import decode_policy_header, encode_transitions, row_width
 from ddpg_ros.ros.ddpg_agent_node import DDPGAgentNode
@@ -47,6 +48,10 @@ PROBE = '/probe'
 SMALL = {'hidden_sizes': '[32, 32]', 'batch_size': 32, 'buffer_size': 20_000,
          'learning_starts': 50, 'device': 'cpu', 'tensorboard': 'false', 'policy_every': 5}
 """A learner that starts and trains fast; no claim to learn anything."""
+MAX_UPDATE_WAIT = AgentSettings().max_update_wait
+"""ddpg_agent's default (1 s): the longest a lockstep actor holds a step for its learner."""
+COMMAND_GAP_SLACK = 1.5
+"""Seconds on top of it for the steps' own work, DDS and a loaded machine's stalls."""
 
 
 def ros_args(**params: Any) -> list[str]:
@@ -396,6 +401,14 @@ def test_a_killed_learner_leaves_actors_acting_safely_and_a_restarted_one_contin
     assert all(np.array_equal(c, [0.0]) for c in held), held[:5]
     status_0 = fleet.agent_status('robot_0')
     assert status_0['learner_lost'] == 'True' and int(status_0['transitions_queued']) > 0
+    # From the kill until now, no robot went longer than max_update_wait (a held step's wait
+    # for a policy that cannot come) plus COMMAND_GAP_SLACK without a command.
+    now = time.monotonic()
+    for robot in robots:
+        times = [t for t, _ in fleet.commands[robot]]
+        since_kill = [t for t in times if t < killed][-1:] + [t for t in times if t >= killed]
+        gaps = np.diff([*since_kill, now])
+        assert gaps.max() <= MAX_UPDATE_WAIT + COMMAND_GAP_SLACK, (robot, gaps.max())
 
     second = start_learner(ros_processes, directory, load_checkpoint='latest', **params)
     restarted = time.monotonic()
