@@ -50,5 +50,5 @@ if [ "$kilted" = 1 ]; then
   cat "$kilted_log"
   [ "$setup_status" = 0 ] || { echo "[test] Kilted setup failed ($setup_status)"; exit 1; }
   echo '[test] what can differ between distros, on the Kilted rclpy wheels (pytest.ini: distro)'
-  .venv-kilted/bin/python -m pytest -m distro "${pytest_args[@]}"
+  .venv-kilted/bin/python -m pytest -m distro --durations=15 "${pytest_args[@]}"
 fi

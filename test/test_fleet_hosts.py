@@ -19,8 +19,11 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import EVENT_TIMEOUT, TestProcess, node_command
+from test_fleet_launch import (PENDULUM_LEARNER, SOLVED, TIME_BUDGET, TRANSITION_BUDGET,
+                               CheckpointScores)
 import netns_hosts as netns_hosts_module
 from netns_hosts import (MULTICAST_ROUTE, PREFIX, REQUIRE_VARIABLE, DiagnosticsProbe, NetnsHosts,
                          base36, make_hosts, netns_hosts)  # noqa: F401 (a fixture)
@@ -54,11 +57,11 @@ class HostFleet:
     """A learner and a probe on host a, a robot (lockstep sim and remote actor) on b and c."""
 
     def __init__(self, hosts: NetnsHosts, directory: Path, env: dict[str, str] | None = None,
-                 **actor_params: Any) -> None:
+                 learner: dict[str, Any] = LEARNER, **actor_params: Any) -> None:
         self.hosts = hosts
         self.directory = directory
         self.learner = hosts.start('a', node_command(
-            'ddpg_learner_node', *ros_args(checkpoint_dir=directory, **LEARNER)),
+            'ddpg_learner_node', *ros_args(checkpoint_dir=directory, **learner)),
             name='ddpg_learner', env=env)
         self.probe = DiagnosticsProbe(hosts, 'a', env=env)
         self.sims: dict[str, TestProcess] = {}
@@ -231,6 +234,38 @@ def test_policies_reach_robots_on_other_hosts_and_their_transitions_reach_the_le
                    and int(fleet.probe.agent(actor_id(robot)).get('policy_version') or 0) >= 3,
                    f'{robot} status')
     print(f'{discovery}: {learner}')
+    fleet.stop_robots()
+
+
+@pytest.mark.learning
+def test_the_fleet_learns_the_pendulum_across_hosts(netns_hosts: Callable[..., NetnsHosts],
+                                                    tmp_path: Path) -> None:
+    # The single-host fleet test's learner and bound (test_fleet_launch.py), multicast.
+    torch.set_num_threads(1)  # this process evaluates; leave the cores to the nodes
+    hosts = netns_hosts(['a', 'b', 'c'])
+    fleet = HostFleet(hosts, tmp_path / 'learner', learner={
+        **PENDULUM_LEARNER, 'seed': 0, 'checkpoint_every': 1000, 'keep_checkpoints': 0,
+        'tensorboard': 'false'})
+    scores = CheckpointScores(fleet.directory)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < TIME_BUDGET:
+            fleet.probe.wait(lambda: False, 1.0)
+            scores.poll()
+            best = scores.best()
+            transitions = int(fleet.probe.learner().get('transitions', 0))
+            if best and best[1] >= SOLVED or transitions > TRANSITION_BUDGET:
+                break
+    finally:
+        scores.close()
+    print(f'across hosts: noise-free returns by transitions {dict(sorted(scores.returns.items()))}'
+          f'; {time.monotonic() - started:.0f} s; learner {fleet.probe.learner()}')
+    best = scores.best()
+    assert best is not None and best[1] >= SOLVED, (scores.returns, fleet.logs())
+    assert best[0] <= TRANSITION_BUDGET + 1000
+    # Both robots fed it, acting with the policies it published as it learned.
+    assert fleet.probe.learner()['actors'] == '2'
+    assert all(fleet.acted_with(robot) > 10 for robot in ROBOTS.values())
     fleet.stop_robots()
 
 
