@@ -134,7 +134,7 @@ class Senders:
 
 def measure(observer: FleetObserver, learner_pid: int, window: float,
             training_thread: int | None) -> dict:
-    """Updates, transitions and CPU of the learner over ``window`` s from now."""
+    """Measure the learner's updates, transitions and CPU over ``window`` s from now."""
     since = time.monotonic()
     cpu, threads = cpu_seconds(learner_pid), thread_cpu_seconds(learner_pid)
     actors_before = {r['actor_id']: int(r.get('lost_batches', 0))
