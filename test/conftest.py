@@ -508,23 +508,26 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
-    Mark every test that uses a ROS domain as ``ros``, and every user of a trained run.
+    Mark every test that uses a ROS domain as ``ros``, and every user of a trained run; order.
 
     ``-m ros`` then selects exactly the tests that talk over DDS, and ``-m 'not learning'``
-    leaves out every test that waits for a policy to be trained. The users of the runs
-    trained in the background (:data:`BACKGROUND_FIXTURES`) go last, so that the rest of the
-    session gives those runs its idle time before anyone waits for them.
+    leaves out every test that waits for a policy to be trained. The order: first every test
+    that does not learn, mostly waiting on DDS and timeouts, whose idle time the background
+    runs (:data:`BACKGROUND_FIXTURES`) take; then the tests that learn in the foreground,
+    which want both cores to themselves; last the users of the background runs, which by
+    then have usually finished.
     """
-    last: dict[str, list[pytest.Item]] = {name: [] for name in BACKGROUND_FIXTURES}
-    first: list[pytest.Item] = []
+    def rank(item: pytest.Item) -> int:
+        fixtures = getattr(item, 'fixturenames', ())
+        background = [i for i, name in enumerate(BACKGROUND_FIXTURES) if name in fixtures]
+        if background:
+            return 2 + background[0]
+        return 1 if item.get_closest_marker('learning') else 0
+
     for item in items:
         fixtures = getattr(item, 'fixturenames', ())
         if 'ros_domain_id' in fixtures:
             item.add_marker(pytest.mark.ros)
-        background = [name for name in BACKGROUND_FIXTURES if name in fixtures]
-        if background:
+        if any(name in fixtures for name in BACKGROUND_FIXTURES):
             item.add_marker(pytest.mark.learning)
-            last[background[0]].append(item)
-        else:
-            first.append(item)
-    items[:] = first + [item for name in BACKGROUND_FIXTURES for item in last[name]]
+    items.sort(key=rank)  # stable: files and tests keep their order within a rank
