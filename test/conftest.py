@@ -513,9 +513,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ``-m ros`` then selects exactly the tests that talk over DDS, and ``-m 'not learning'``
     leaves out every test that waits for a policy to be trained. The users of the runs
     trained in the background (:data:`BACKGROUND_FIXTURES`) go last, so that the rest of the
-    session gives those runs its idle time before anyone waits for them. (Running the
-    foreground learning tests after all the others as well made them slower, not faster:
-    60-70 s early in the session, 97-122 s at its end, in every one of three runs.)
+    session gives those runs its idle time before anyone waits for them.
     """
     def rank(item: pytest.Item) -> int:
         fixtures = getattr(item, 'fixturenames', ())
