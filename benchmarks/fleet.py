@@ -33,7 +33,6 @@ Output: ``--out-dir``/fleet.{json,md} (default ``benchmarks/results``).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ros_processes import (DiagnosticsObserver, claim_domain_id, cpu_seconds, report_header,
-                           ros_env, start, stop, uptime)
+                           ros_env, start, stop, uptime, write_report)
 
 HERE = Path(__file__).resolve().parent
 LEARNER = {'hidden_sizes': '[64, 64]', 'batch_size': '64', 'actor_lr': '0.001',
@@ -325,10 +324,7 @@ def main() -> int:
                             'dds': ingest_over_dds(domain_id, args, logs)}
         print('ingest:', report['ingest'], flush=True)
     report['uptime_after'] = uptime()
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / 'fleet.json').write_text(json.dumps(report, indent=2) + '\n')
-    (args.out_dir / 'fleet.md').write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out_dir, 'fleet', report, markdown(report))
     return 0
 
 

@@ -31,7 +31,6 @@ Output: ``--out-dir``/ingest_while_training.{json,md} (default ``benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import numpy as np
 
 from fleet import LEARNER, FleetObserver, node, params, rate
 from ros_processes import (claim_domain_id, cpu_seconds, report_header, ros_env, start, stop,
-                           uptime)
+                           uptime, write_report)
 
 HERE = Path(__file__).resolve().parent
 
@@ -237,10 +236,7 @@ def main() -> int:
             observer.close()
             stop(learner)
     report['uptime_after'] = uptime()
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / 'ingest_while_training.json').write_text(json.dumps(report, indent=2) + '\n')
-    (args.out_dir / 'ingest_while_training.md').write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out_dir, 'ingest_while_training', report, markdown(report))
     return 0
 
 

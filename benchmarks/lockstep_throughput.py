@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 
 from ros_processes import (DiagnosticsObserver, claim_domain_id, cpu_seconds, report_header,
-                           ros_env, start, stop, uptime)
+                           ros_env, start, stop, uptime, write_report)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -393,11 +393,7 @@ def main() -> int:
         report['phases'], report['pair'] = measure_pair(args, env, domain_id, log_dir)
     report['uptime_after'] = uptime()
     report['summary'] = summarize(report['floor'], report['phases'])
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / 'lockstep_throughput.json').write_text(json.dumps(report, indent=2) + '\n')
-    text = markdown(report)
-    (args.out_dir / 'lockstep_throughput.md').write_text(text)
-    print(text)
+    write_report(args.out_dir, 'lockstep_throughput', report, markdown(report))
     return 0
 
 

@@ -25,7 +25,6 @@ Output: ``--out-dir``/policy_delivery.{json,md} (default ``benchmarks/results``)
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ros_processes import claim_domain_id, report_header, uptime
+from ros_processes import claim_domain_id, report_header, uptime, write_report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'test'))
 from netns_hosts import NetnsHosts  # noqa: E402
@@ -105,10 +104,7 @@ def main() -> int:
              '(median) | every run |', '| --- | --- | --- | --- |']
     lines += [f"| {r['buffers']} ({r['rmem_max']}) | {r['policy']} | {r['median_s']} | "
               f"{r['seconds']} |" for r in report['rows']]
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / 'policy_delivery.json').write_text(json.dumps(report, indent=2) + '\n')
-    (args.out_dir / 'policy_delivery.md').write_text('\n'.join(lines) + '\n')
-    print('\n'.join(lines))
+    write_report(args.out_dir, 'policy_delivery', report, '\n'.join(lines) + '\n')
     return 0
 
 

@@ -12,6 +12,7 @@ pid (SIGINT, then SIGKILL).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import signal
@@ -28,7 +29,7 @@ STOP_TIMEOUT = 15.0
 """Seconds a node gets to end after SIGINT before it is killed."""
 
 __all__ = ['DiagnosticsObserver', 'claim_domain_id', 'cpu_seconds', 'report_header',
-           'ros_env', 'start', 'stop', 'uptime']
+           'ros_env', 'start', 'stop', 'uptime', 'write_report']
 
 
 class DiagnosticsObserver(RosTestNode):
@@ -109,3 +110,11 @@ def cpu_seconds(pid: int) -> float:
 def uptime() -> str:
     """``uptime``'s line: how loaded the machine was."""
     return subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+
+
+def write_report(out_dir: Path, name: str, report: dict, text: str) -> None:
+    """Write ``<name>.json`` (the report) and ``<name>.md`` (``text``) in ``out_dir``; print."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f'{name}.json').write_text(json.dumps(report, indent=2) + '\n')
+    (out_dir / f'{name}.md').write_text(text)
+    print(text)
