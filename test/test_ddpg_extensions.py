@@ -1,4 +1,4 @@
-"""The learner's opt-in extensions (TD3, LayerNorm and dropout critics) against hand values."""
+"""The learner's opt-in extensions (TD3, LayerNorm, dropout, CrossQ) against hand values."""
 
 import io
 import math
@@ -9,7 +9,7 @@ import torch
 
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.core.ddpg import DDPG
-from ddpg_ros.core.networks import Critic, EnsembleCritic
+from ddpg_ros.core.networks import BatchRenorm, Critic, EnsembleCritic
 from ddpg_ros.core.replay_buffer import Batch
 
 GAMMA = 0.9
@@ -238,6 +238,108 @@ def test_a_restored_learner_draws_the_same_smoothing_noise_and_dropout_masks() -
             assert torch.equal(value, getattr(restored, name).state_dict()[key]), (name, key)
 
 
+def test_a_restored_crossq_learner_continues_with_its_running_statistics() -> None:
+    config = DDPGConfig(hidden_sizes=(16,), device='cpu', batch_size=32, buffer_size=32,
+                        n_critics=2, critic_norm='batch_renorm', policy_delay=3,
+                        adam_beta1=0.5, target_noise=0.2)
+    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
+    batch = Batch(obs=torch.randn(32, 3), actions=torch.rand(32, 1) * 2 - 1,
+                  rewards=torch.randn(32), next_obs=torch.randn(32, 3),
+                  terminated=torch.zeros(32))
+    for _ in range(4):
+        agent.update(batch)
+    saved = io.BytesIO()
+    torch.save(agent.state_dict(), saved)
+    saved.seek(0)
+    restored = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
+    restored.load_state_dict(torch.load(saved, weights_only=True))
+    assert int(restored.critic.renorms[0].steps) == 4
+    for _ in range(4):
+        agent.update(batch)
+        restored.update(batch)
+    for name in ('actor', 'critic'):
+        for key, value in getattr(agent, name).state_dict().items():
+            assert torch.equal(value, getattr(restored, name).state_dict()[key]), (name, key)
+    assert agent.actor_optimizer.param_groups[0]['betas'] == (0.5, 0.999)
+
+
+def test_batch_renorm_normalizes_by_the_batch_in_training_and_by_the_running_stats_after() -> None:
+    norm = BatchRenorm(2, 1, momentum=0.25, eps=0.0, warmup=10)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([[[2.0]], [[1.0]]]))
+        norm.bias.copy_(torch.tensor([[[0.0]], [[1.0]]]))
+    # Member 0 sees 1, 3 (mean 2, biased variance 1); member 1 sees 0, 4 (mean 2, variance 4).
+    x = torch.tensor([[[1.0], [3.0]], [[0.0], [4.0]]])
+    norm.train()
+    y = norm(x)
+    assert y[:, :, 0].tolist() == [[-2.0, 2.0], [0.0, 2.0]]  # 2 * (-1, 1); (-1, 1) + 1
+    # running = running + 0.25 * (batch - running), from mean 0 and variance 1.
+    assert norm.running_mean[:, 0, 0].tolist() == [0.5, 0.5]
+    assert norm.running_var[:, 0, 0].tolist() == [1.0, 1.75]
+    assert int(norm.steps) == 1
+    norm.eval()
+    y = norm(torch.tensor([[[1.5]], [[2.25]]]))
+    assert y[:, 0, 0].tolist() == pytest.approx([2.0, 1.0 + 1.75 / math.sqrt(1.75)])
+    assert int(norm.steps) == 1, 'evaluation passes leave the statistics alone'
+
+
+def test_batch_renorm_after_its_warmup_corrects_the_batch_towards_the_running_stats() -> None:
+    norm = BatchRenorm(1, 1, momentum=0.5, eps=0.0, r_max=1.5, d_max=0.25, warmup=0)
+    with torch.no_grad():
+        norm.running_mean.fill_(1.0)
+        norm.running_var.fill_(1.0)
+    x = torch.tensor([[[1.0], [5.0]]], requires_grad=True)  # batch mean 3, std 2
+    norm.train()
+    y = norm(x)
+    # r = clip(2 / 1, 1/1.5, 1.5) = 1.5; d = clip((3 - 1) / 1, -0.25, 0.25) = 0.25;
+    # y = (x - 3) / 2 * r + d.
+    assert y[0, :, 0].tolist() == pytest.approx([-1.5 + 0.25, 1.5 + 0.25])
+    # r and d are constants of the gradient, so y_0 moves as BatchNorm's -1 of two values
+    # does: not at all. (Were r differentiated, y_0 = (x_0 - mean) / running_std + d and
+    # d y_0 / d x_0 would be 0.5.)
+    y[0, 0, 0].backward()
+    assert x.grad[0, :, 0].tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert norm.running_mean.item() == 2.0 and norm.running_var.item() == 2.5
+
+
+def test_crossq_has_no_targets_and_takes_its_target_from_the_same_pass() -> None:
+    config = DDPGConfig(gamma=GAMMA, hidden_sizes=(1,), batch_size=2, buffer_size=2,
+                        device='cpu', critic_norm='batch_renorm')
+    agent = DDPG(1, np.array([-2.0]), np.array([2.0]), config)
+    assert agent.actor_target is None and agent.critic_target is None
+    assert not {'actor_target', 'critic_target'} & set(agent.state_dict())
+    critic = agent.critic
+    with torch.no_grad():
+        agent.actor.net[0].weight.fill_(1.0)
+        agent.actor.net[0].bias.fill_(0.0)
+        agent.actor.net[2].weight.fill_(1.0)
+        agent.actor.net[2].bias.fill_(0.0)
+        critic.layers[0].weight.copy_(torch.tensor([[[1.0], [1.0]]]))
+        critic.layers[0].bias.zero_()
+        critic.out.weight.fill_(1.0)
+        critic.out.bias.zero_()
+    batch = _batch()
+    loss, q = agent.critic_loss(batch)
+
+    def standardize(values: list[float]) -> list[float]:
+        mean = sum(values) / len(values)
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values) + 1e-3)
+        return [(v - mean) / std for v in values]
+
+    # One batch of 4 rows: (s, a) of the batch, then (s', mu(s')) with mu(s) = 2 tanh(relu(s)).
+    s = [1.0, 0.2, 0.5, 1.5]
+    a = [0.5, -0.1, 2 * math.tanh(0.5), 2 * math.tanh(1.5)]
+    s_n, a_n = standardize(s), standardize(a)
+    hidden = standardize([max(x + u, 0.0) for x, u in zip(s_n, a_n)])
+    values = hidden  # the last renorm feeds the output layer (weight 1, bias 0) directly
+    assert q.tolist() == pytest.approx(values[:2], abs=1e-5)
+    y = [r + GAMMA * v for r, v in zip([1.0, 2.0], values[2:])]
+    assert loss.item() == pytest.approx(sum((v - t) ** 2 for v, t in zip(values[:2], y)) / 2,
+                                        abs=1e-5)
+    assert all(int(n.steps) == 1 for n in critic.renorms), 'one training pass, once'
+    assert not critic.training, 'other passes use the running statistics'
+
+
 def test_a_checkpoint_from_before_the_extensions_loads_as_plain_ddpg() -> None:
     agent = DDPG(3, np.array([-1.0]), np.array([1.0]), DDPGConfig(device='cpu'))
     old = agent.state_dict()
@@ -256,7 +358,8 @@ def test_a_checkpoint_from_before_the_extensions_loads_as_plain_ddpg() -> None:
     ('target_noise', -0.1, 'target_noise=-0.1 must be >= 0'),
     ('target_noise_clip', float('nan'), 'target_noise_clip=nan must be >= 0'),
     ('policy_delay', 0, 'policy_delay=0 must be >= 1'),
-    ('critic_norm', 'batch', "critic_norm='batch' must be one of none, layer"),
+    ('critic_norm', 'batch', "critic_norm='batch' must be one of none, layer, batch_renorm"),
+    ('adam_beta1', 1.0, 'adam_beta1=1.0 must be in [0, 1)'),
     ('critic_dropout', 1.0, 'critic_dropout=1.0 must be in [0, 1)'),
 ])
 def test_bad_extension_settings_are_refused_by_name(field: str, value: object,

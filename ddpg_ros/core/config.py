@@ -10,7 +10,7 @@ from typing import Any
 NOISE_TYPES = ('gaussian', 'ornstein_uhlenbeck', 'none')
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('float32', 'bfloat16')
-CRITIC_NORMS = ('none', 'layer')
+CRITIC_NORMS = ('none', 'layer', 'batch_renorm')
 
 
 @dataclass
@@ -29,6 +29,8 @@ class DDPGConfig:
     """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
     """Adam learning rate of the critic."""
+    adam_beta1: float = 0.9
+    """Adam's first-moment decay, both optimizers (CrossQ: 0.5)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of both the actor and the critic."""
     learning_starts: int = 10_000
@@ -59,7 +61,9 @@ class DDPGConfig:
     policy_delay: int = 1
     """Critic updates per actor and target update (TD3: 2)."""
     critic_norm: str = 'none'
-    """'layer': LayerNorm after each hidden layer of the critics (DroQ, MR.Q); 'none'."""
+    """'layer': LayerNorm after each hidden layer of the critics (DroQ, MR.Q);
+    'batch_renorm': batch renormalization before each critic layer and no target networks,
+    the target taken from the critic in one pass with the batch (CrossQ); 'none'."""
     critic_dropout: float = 0.0
     """Dropout probability in the critics' hidden layers (DroQ: 0.01); 0 for none."""
     n_step: int = 1
@@ -111,12 +115,18 @@ class DDPGConfig:
         _check(0.0 <= self.critic_dropout < 1.0, 'critic_dropout', self.critic_dropout,
                'must be in [0, 1)')
         _check(self.n_step >= 1, 'n_step', self.n_step, 'must be >= 1')
+        _check(0.0 <= self.adam_beta1 < 1.0, 'adam_beta1', self.adam_beta1, 'must be in [0, 1)')
 
     @property
     def plain_critic(self) -> bool:
         """Say whether no critic extension is on: one plain MLP critic, as in the paper."""
         return (self.n_critics == 1 and self.critic_norm == 'none'
                 and self.critic_dropout == 0.0)
+
+    @property
+    def target_networks(self) -> bool:
+        """Say whether the learner keeps target networks (all but CrossQ's critics do)."""
+        return self.critic_norm != 'batch_renorm'
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only, so a checkpoint can store it without pickling objects."""

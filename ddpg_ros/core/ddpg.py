@@ -19,7 +19,13 @@ default, when the update above is exactly the paper's:
 * ``critic_norm``/``critic_dropout``: LayerNorm and dropout in the critics (DroQ,
   Hiraoka et al. 2022);
 * ``n_step``: transitions folded over n steps (:mod:`ddpg_ros.core.nstep`), the target
-  discounted by ``gamma ** horizon``.
+  discounted by ``gamma ** horizon``;
+* ``critic_norm='batch_renorm'``: CrossQ (Bhatt et al. 2024) for a deterministic actor. The
+  critics renormalize their inputs and hidden units by batch statistics and there are no
+  target networks: ``(s, a)`` and ``(s', mu(s'))`` go through the critics as one batch, so
+  both halves share its statistics, and the second half's values, held constant, are the
+  target. The actor ascends the critics with their running statistics. Unlike CrossQ's
+  stochastic actor, ours has no normalization, so the policy shipped to robots is unchanged.
 """
 
 from __future__ import annotations
@@ -108,19 +114,27 @@ class DDPG:
         else:
             self.critic = EnsembleCritic(config.n_critics, obs_dim, action_low.size, hidden,
                                          layer_norm=config.critic_norm == 'layer',
-                                         dropout=config.critic_dropout).to(self.device)
+                                         dropout=config.critic_dropout,
+                                         batch_renorm=config.critic_norm == 'batch_renorm'
+                                         ).to(self.device)
+            # Batch statistics only in the passes that ask for them (critic_loss).
+            self.critic.eval()
         # Targets start as exact copies and are only ever moved by soft updates.
-        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_target: Actor | None = None
+        self.critic_target: Critic | EnsembleCritic | None = None
+        if config.target_networks:
+            self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         for critic in (self.critic, self.critic_target):
             if isinstance(critic, EnsembleCritic):
                 critic.generator = self.generator
         # The fused Adam kernel does the same arithmetic as the default one in one pass over
         # each parameter list: about 5 % faster updates on a CPU (benchmarks/RESULTS.md).
+        betas = (config.adam_beta1, 0.999)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr,
-                                                fused=True)
+                                                betas=betas, fused=True)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr,
-                                                 fused=True)
+                                                 betas=betas, fused=True)
         self._autocast_dtype = torch.bfloat16 if config.precision == 'bfloat16' else None
         self.updates = 0
         self._last_actor_loss = torch.zeros((), device=self.device)
@@ -142,40 +156,56 @@ class DDPG:
         q = critic(obs, action).float()
         return q.unsqueeze(0) if q.dim() == 1 else q
 
+    @torch.no_grad()
     def target_action(self, next_obs: torch.Tensor) -> torch.Tensor:
         """
         Return the target action ``mu'(s')``, smoothed when ``target_noise`` is set.
 
         Smoothing adds ``clip(N(0, sigma), -c, c)`` per dimension and clips the sum to the
-        bounds (TD3's target policy smoothing; sigma and c in half ranges).
+        bounds (TD3's target policy smoothing; sigma and c in half ranges). Without target
+        networks (CrossQ) the actor itself gives the action.
         """
-        action = self.actor_target(next_obs)
+        actor = self.actor_target if self.actor_target is not None else self.actor
+        action = actor(next_obs)
         sigma = self.config.target_noise
         if sigma == 0.0:
             return action
-        scale = self.actor_target.action_scale
+        scale = actor.action_scale
         noise = torch.randn(action.shape, generator=self.generator, device=action.device)
         bound = self.config.target_noise_clip
         noise = (noise * sigma).clamp(-bound, bound) * scale
-        low = self.actor_target.action_bias - scale
+        low = actor.action_bias - scale
         return torch.clamp(action + noise, low, low + 2.0 * scale)
+
+    def bellman_target(self, batch: Batch, next_q: torch.Tensor) -> torch.Tensor:
+        """
+        ``y = r + gamma * (1 - terminated) * next_q``, with ``next_q`` ``(n_critics, B)``.
+
+        ``next_q`` holds every critic's value of ``(s', a')`` and the smallest is taken: with
+        one critic that critic's value, the paper's target. Only a true termination stops
+        bootstrapping; a time-limit truncation was stored with ``terminated = 0`` so its next
+        state keeps its value. An n-step transition of ``horizon`` m discounts by
+        ``gamma ** m``.
+        """
+        discount: float | torch.Tensor = self.config.gamma
+        if self.config.n_step > 1 and batch.horizon is not None:
+            discount = torch.pow(self.config.gamma, batch.horizon)
+        return batch.rewards + discount * (1.0 - batch.terminated) * next_q.detach().amin(0)
 
     def critic_target_values(self, batch: Batch) -> torch.Tensor:
         """
-        ``y = r + gamma * (1 - terminated) * min_i Q'_i(s', mu'(s'))``.
+        ``y = r + gamma * (1 - terminated) * min_i Q'_i(s', mu'(s'))``, from the targets.
 
-        Only a true termination stops bootstrapping; a time-limit truncation was stored with
-        ``terminated = 0`` so its next state keeps its value. With one critic the minimum is
-        that critic's value, the paper's target. An n-step transition of ``horizon`` m
-        discounts by ``gamma ** m``.
+        Without target networks the target is part of the critic's own pass: see
+        :meth:`critic_loss`.
         """
+        if self.critic_target is None:
+            raise RuntimeError('no target networks (critic_norm=batch_renorm): the target '
+                               'comes from the joint pass of critic_loss')
         with torch.no_grad():
             next_action = self.target_action(batch.next_obs)
-            next_q = self._values(self.critic_target, batch.next_obs, next_action).amin(0)
-            discount: float | torch.Tensor = self.config.gamma
-            if self.config.n_step > 1 and batch.horizon is not None:
-                discount = torch.pow(self.config.gamma, batch.horizon)
-            return batch.rewards + discount * (1.0 - batch.terminated) * next_q
+            return self.bellman_target(
+                batch, self._values(self.critic_target, batch.next_obs, next_action))
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """
@@ -183,9 +213,24 @@ class DDPG:
 
         The values are ``(B,)`` for one critic, ``(n_critics, B)`` for several. The errors are
         summed, not averaged, so that each critic gets the gradient a lone critic would (TD3).
+        Without target networks, ``(s, a)`` and ``(s', a')`` are one batch of ``2B`` through
+        the critics in training mode, and the values of its second half are the target
+        (CrossQ's joint pass).
         """
-        q = self._values(self.critic, batch.obs, batch.actions)
-        y = self.critic_target_values(batch)
+        if self.critic_target is not None:
+            q = self._values(self.critic, batch.obs, batch.actions)
+            y = self.critic_target_values(batch)
+        else:
+            next_action = self.target_action(batch.next_obs)
+            size = batch.obs.shape[0]
+            self.critic.train()
+            try:
+                both = self._values(self.critic, torch.cat([batch.obs, batch.next_obs]),
+                                    torch.cat([batch.actions, next_action]))
+            finally:
+                self.critic.eval()
+            q = both[:, :size]
+            y = self.bellman_target(batch, both[:, size:])
         return ((q - y) ** 2).mean(1).sum(), q.squeeze(0)
 
     def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
@@ -215,8 +260,9 @@ class DDPG:
 
         if self.updates % self.config.policy_delay == 0:
             self._last_actor_loss = self._actor_step(batch.obs, check_finite)
-            soft_update(self.actor_target, self.actor, self.config.tau)
-            soft_update(self.critic_target, self.critic, self.config.tau)
+            if self.actor_target is not None and self.critic_target is not None:
+                soft_update(self.actor_target, self.actor, self.config.tau)
+                soft_update(self.critic_target, self.critic, self.config.tau)
         self.updates += 1
         return UpdateInfo(critic_loss.detach(), self._last_actor_loss, q.detach().mean())
 
@@ -250,31 +296,35 @@ class DDPG:
     def weights_finite(self) -> bool:
         """Return True when no parameter of any network is NaN or infinite."""
         modules = (self.actor, self.critic, self.actor_target, self.critic_target)
-        return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
+        return all(bool(torch.isfinite(p).all())
+                   for m in modules if m is not None for p in m.parameters())
 
     def state_dict(self) -> dict[str, Any]:
         """
         Return networks, optimizers, the update counter and the extensions' random state.
 
-        Tensors and plain types only.
+        Tensors and plain types only; without target networks there are no target entries.
         """
-        return {
+        state = {
             'actor': self.actor.state_dict(),
             'critic': self.critic.state_dict(),
-            'actor_target': self.actor_target.state_dict(),
-            'critic_target': self.critic_target.state_dict(),
             'actor_optimizer': self.actor_optimizer.state_dict(),
             'critic_optimizer': self.critic_optimizer.state_dict(),
             'updates': self.updates,
             'generator': self.generator.get_state(),
         }
+        if self.actor_target is not None and self.critic_target is not None:
+            state['actor_target'] = self.actor_target.state_dict()
+            state['critic_target'] = self.critic_target.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any], optimizers: bool = True) -> None:
         """Restore what :meth:`state_dict` wrote; ``optimizers=False`` loads networks only."""
         self.actor.load_state_dict(state['actor'])
         self.critic.load_state_dict(state['critic'])
-        self.actor_target.load_state_dict(state['actor_target'])
-        self.critic_target.load_state_dict(state['critic_target'])
+        if self.actor_target is not None and self.critic_target is not None:
+            self.actor_target.load_state_dict(state['actor_target'])
+            self.critic_target.load_state_dict(state['critic_target'])
         if optimizers:
             self.actor_optimizer.load_state_dict(state['actor_optimizer'])
             self.critic_optimizer.load_state_dict(state['critic_optimizer'])

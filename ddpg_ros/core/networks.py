@@ -82,6 +82,63 @@ class EnsembleLinear(nn.Module):
         return torch.matmul(x, self.weight) + self.bias
 
 
+class BatchRenorm(nn.Module):
+    """
+    Batch renormalization (Ioffe 2017) of ``(n, B, f)`` activations, per member of an ensemble.
+
+    In training mode a batch is normalized with its own mean and (biased) variance while
+    the running statistics follow it (``running += momentum * (batch - running)``); after
+    ``warmup`` training passes the batch statistics are corrected towards the running ones
+    by ``r = clip(sigma_B / sigma, 1/r_max, r_max)`` and ``d = clip((mu_B - mu) / sigma,
+    -d_max, d_max)``, held constant in the gradient. In evaluation mode the running
+    statistics normalize. The defaults are CrossQ's (Bhatt et al. 2024; its JAX and
+    Stable-Baselines3-contrib code): momentum 0.01, epsilon 1e-3, r_max 3, d_max 5 and a
+    warm-up of 100,000 passes. Statistics are kept and computed in float32.
+
+    :param n: ensemble members, each with its own statistics and affine.
+    :param features: width ``f``.
+    """
+
+    def __init__(self, n: int, features: int, momentum: float = 0.01, eps: float = 1e-3,
+                 r_max: float = 3.0, d_max: float = 5.0, warmup: int = 100_000) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, features))
+        self.bias = nn.Parameter(torch.zeros(n, 1, features))
+        self.register_buffer('running_mean', torch.zeros(n, 1, features))
+        self.register_buffer('running_var', torch.ones(n, 1, features))
+        self.register_buffer('steps', torch.zeros((), dtype=torch.long))
+        self.momentum, self.eps = momentum, eps
+        self.r_max, self.d_max, self.warmup = r_max, d_max, warmup
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if not self.training:
+            return ((x - self.running_mean) * (torch.rsqrt(self.running_var + self.eps)
+                                               * self.weight) + self.bias)
+        # Sums over the batch axis: mean() and var() along a middle axis are several times
+        # slower on a CPU.
+        size = x.shape[1]
+        batch_mean = x.sum(1, keepdim=True) / size
+        centered = x - batch_mean
+        batch_var = (centered * centered).sum(1, keepdim=True) / size
+        inv_std = torch.rsqrt(batch_var + self.eps)
+        with torch.no_grad():
+            if int(self.steps) < self.warmup:
+                r, d = None, None
+            else:
+                running_inv_std = torch.rsqrt(self.running_var + self.eps)
+                r = (running_inv_std / inv_std).clamp(1.0 / self.r_max, self.r_max)
+                d = ((batch_mean - self.running_mean) * running_inv_std).clamp(
+                    -self.d_max, self.d_max)
+            self.running_mean.lerp_(batch_mean, self.momentum)
+            self.running_var.lerp_(batch_var, self.momentum)
+            self.steps += 1
+        if r is None:
+            return centered * (inv_std * self.weight) + self.bias
+        # (x - mu_B) / sigma_B * r + d, with r and d constants of the gradient.
+        return centered * (inv_std * r * self.weight) + (d * self.weight + self.bias)
+
+
 class EnsembleCritic(nn.Module):
     """
     ``n`` action-value functions ``Q_i(s, a)`` evaluated together; ``forward`` gives ``(n, B)``.
@@ -91,15 +148,23 @@ class EnsembleCritic(nn.Module):
     draws its masks from ``generator`` so that a checkpoint can carry its random state; the
     masks are drawn in training and target passes alike, as DroQ does.
 
+    With ``batch_renorm`` a :class:`BatchRenorm` comes before every linear layer, the input's
+    included, as in CrossQ's critic (Bhatt et al. 2024); it normalizes with batch statistics
+    in training mode only, so the owner chooses the mode of each pass.
+
     :param n: number of critics.
     :param layer_norm: LayerNorm after each hidden layer, a separate affine per critic.
     :param dropout: probability of zeroing a hidden unit, 0 for none.
+    :param batch_renorm: batch renormalization before each linear layer.
     """
 
     def __init__(self, n: int, obs_dim: int, action_dim: int, hidden_sizes: Sequence[int],
-                 layer_norm: bool = False, dropout: float = 0.0) -> None:
+                 layer_norm: bool = False, dropout: float = 0.0,
+                 batch_renorm: bool = False) -> None:
         super().__init__()
         sizes = [obs_dim + action_dim, *hidden_sizes]
+        self.renorms = nn.ModuleList(BatchRenorm(n, size) for size in sizes) \
+            if batch_renorm else None
         self.layers = nn.ModuleList(EnsembleLinear(n, a, b) for a, b in zip(sizes, sizes[1:]))
         self.out = EnsembleLinear(n, sizes[-1], 1)
         self.norm_weight = nn.ParameterList(
@@ -117,6 +182,8 @@ class EnsembleCritic(nn.Module):
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         h = torch.cat([obs, action], dim=-1)
         for i, layer in enumerate(self.layers):
+            if self.renorms is not None:
+                h = self.renorms[i](h.expand(self.n, *h.shape[-2:]))
             h = layer(h)
             if self.dropout > 0.0:
                 keep = torch.rand(h.shape, generator=self.generator, device=h.device,
@@ -126,4 +193,6 @@ class EnsembleCritic(nn.Module):
                 h = nn.functional.layer_norm(h, h.shape[-1:])
                 h = h * self.norm_weight[i] + self.norm_bias[i]
             h = torch.relu(h)
+        if self.renorms is not None:
+            h = self.renorms[-1](h)
         return self.out(h).squeeze(-1)
