@@ -33,7 +33,7 @@ def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedP
 def test_learns_inverted_pendulum_across_a_resume(pendulum_run: PendulumRun) -> None:
     with open(pendulum_run.out / 'progress.csv', newline='') as f:
         rows = list(csv.DictReader(f))
-    # One log across the resume: one header, evaluations 1000 ... 8000.
+    # One log across the resume: one header, evaluations 1000 ... 5000.
     assert [int(r['env_steps']) for r in rows] == list(
         range(PENDULUM_EVAL_EVERY, PENDULUM_STEPS + 1, PENDULUM_EVAL_EVERY))
     returns = [float(r['eval_return_mean']) for r in rows]
@@ -70,7 +70,8 @@ def test_trains_with_bfloat16_products_and_keeps_float32_weights(tmp_path: Path)
     assert checkpoint.config.precision == 'bfloat16'
     assert checkpoint.counters['updates'] == 1500
     agent = checkpoint.build_agent(device='cpu')
-    for network in (agent.actor, agent.critic, agent.actor_target, agent.critic_target):
+    networks = (agent.actor, agent.critic, agent.actor_target, agent.critic_target)
+    for network in (n for n in networks if n is not None):  # no targets under CrossQ
         for parameter in network.parameters():
             assert parameter.dtype == torch.float32 and bool(torch.isfinite(parameter).all())
 
