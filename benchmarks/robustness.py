@@ -51,6 +51,9 @@ CONDITIONS = ('none', *FACTORS, 'easy', 'medium', 'hard')
 """Each factor alone is ``hard``'s value of it."""
 LAST = ('--observe-last-action', 'true')
 TD3 = ('--n-critics', '2', '--target-noise', '0.2', '--policy-delay', '2')
+CROSSQ_64 = ('--preset', 'ddpg', '--hidden-sizes', '64', '64', '--n-critics', '2',
+             '--critic-norm', 'batch_renorm', '--policy-delay', '3', '--adam-beta1', '0.5',
+             '--target-noise', '0.2')
 VARIANTS: dict[str, tuple[str, ...]] = {
     # The env's preset as it is, trained on the nominal model.
     'nominal': (),
@@ -61,6 +64,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # Twin critics and target smoothing keep learning stable under randomization.
     'hard_td3_last': ('--randomize', 'hard', *TD3, *LAST),
     'medium_td3_last': ('--randomize', 'medium', *TD3, *LAST),
+    # Named in full rather than "the preset": the variants above ran on the pendulum's earlier
+    # preset (plain DDPG, 64-64, 4 updates per step; their records hold the commit), these on
+    # CrossQ's critics at one update per step, the preset since.
+    'nominal_crossq_64': CROSSQ_64,
+    'hard_crossq_64_last': (*CROSSQ_64, '--randomize', 'hard', *LAST),
 }
 
 

@@ -33,7 +33,7 @@ def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedP
 def test_learns_inverted_pendulum_across_a_resume(pendulum_run: PendulumRun) -> None:
     with open(pendulum_run.out / 'progress.csv', newline='') as f:
         rows = list(csv.DictReader(f))
-    # One log across the resume: one header, evaluations 1000 ... 5000.
+    # One log across the resume: one header, evaluations 1000 ... 6000.
     assert [int(r['env_steps']) for r in rows] == list(
         range(PENDULUM_EVAL_EVERY, PENDULUM_STEPS + 1, PENDULUM_EVAL_EVERY))
     returns = [float(r['eval_return_mean']) for r in rows]
