@@ -1,0 +1,168 @@
+"""
+What each learner extension costs per update, and so per robot step at 1, 5 and 20 updates.
+
+Rerun (about 5 minutes; RESULTS.md quotes the CPU-time medians)::
+
+    . .venv/bin/activate
+    python benchmarks/update_cost.py
+
+Every learner gets HalfCheetah-v5 sizes (obs 17, action 6), 256-256 networks, batch 256,
+Adam lr 1e-3, float32 on the CPU, one torch thread, and samples from the same filled
+100k-transition buffer (``ReplayBuffer.sample`` + ``DDPG.update``):
+
+* ``ddpg``: today's learner, every extension off (the paper's update);
+* ``td3``: 2 critics, target smoothing 0.2, policy delay 2; next to it Stable-Baselines3's
+  TD3 (``TD3.train(gradient_steps=N)``, the same sizes) as the peer;
+* ``droq``: 2 critics with LayerNorm and dropout 0.01, target smoothing 0.2 (DroQ's critics);
+* ``crossq``: 2 batch-renormalized critics without target networks, policy delay 3;
+* ``redq10_batched`` and ``redq10_loop``: 10 critics (REDQ's ensemble size) as our one
+  batched module, and the same update with the critics as 10 separate modules evaluated in
+  a Python loop: what batching the ensemble buys.
+
+Blocks of ``--block`` updates of every learner in turn, ``--blocks`` rounds, order rotating;
+rates from CPU time (``time.process_time``, one thread: it barely moves when other
+processes share the cores) and wall time; medians. The cost of a robot step at an
+update-to-data ratio k is k updates: ``k / rate``, given relative to ``ddpg`` at k = 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from learner_speed import ACT_DIM, BATCH, HIDDEN, LR, OBS_DIM, machine, random_transitions
+
+HERE = Path(__file__).resolve().parent
+TD3 = dict(n_critics=2, target_noise=0.2, policy_delay=2)
+VARIANTS: dict[str, dict] = {
+    'ddpg': {},
+    'td3': TD3,
+    'droq': dict(n_critics=2, critic_norm='layer', critic_dropout=0.01, target_noise=0.2),
+    'crossq': dict(n_critics=2, critic_norm='batch_renorm', policy_delay=3, adam_beta1=0.5,
+                   target_noise=0.2),
+    'redq10_batched': dict(n_critics=10, target_noise=0.2),
+    'redq10_loop': dict(n_critics=10, target_noise=0.2),
+}
+RATIOS = (1, 5, 20)
+
+
+class LoopCritics(nn.Module):
+    """The ensemble as separate plain critics, evaluated one after another."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        from ddpg_ros.core.networks import Critic
+        self.members = nn.ModuleList(Critic(OBS_DIM, ACT_DIM, HIDDEN) for _ in range(n))
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(obs, action) for member in self.members])
+
+
+class Ours:
+    def __init__(self, name: str, fill: dict[str, np.ndarray]) -> None:
+        import copy
+        from ddpg_ros.core.config import DDPGConfig
+        from ddpg_ros.core.ddpg import DDPG
+        from ddpg_ros.core.replay_buffer import ReplayBuffer
+
+        config = DDPGConfig(actor_lr=LR, critic_lr=LR, batch_size=BATCH, hidden_sizes=HIDDEN,
+                            buffer_size=len(fill['rewards']), device='cpu', seed=0,
+                            **VARIANTS[name])
+        self.agent = DDPG(OBS_DIM, -np.ones(ACT_DIM), np.ones(ACT_DIM), config)
+        if name.endswith('_loop'):
+            self.agent.critic = LoopCritics(config.n_critics)
+            self.agent.critic_target = copy.deepcopy(self.agent.critic).requires_grad_(False)
+            self.agent.critic_optimizer = torch.optim.Adam(self.agent.critic.parameters(),
+                                                           lr=LR, fused=True)
+        self.buffer = ReplayBuffer(len(fill['rewards']), OBS_DIM, ACT_DIM, seed=0, device='cpu')
+        for key, column in fill.items():
+            getattr(self.buffer, key)[:] = column
+        self.buffer.size = self.buffer.capacity
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            self.agent.update(self.buffer.sample(BATCH))
+
+
+class SB3TD3:
+    def __init__(self, fill: dict[str, np.ndarray]) -> None:
+        import gymnasium as gym
+        from stable_baselines3 import TD3 as SB3_TD3
+        from stable_baselines3.common.logger import configure
+
+        self.model = SB3_TD3('MlpPolicy', gym.make('HalfCheetah-v5'), learning_rate=LR,
+                             buffer_size=len(fill['rewards']), batch_size=BATCH,
+                             policy_kwargs={'net_arch': list(HIDDEN)}, seed=0, device='cpu')
+        self.model.set_logger(configure(None, []))
+        rb = self.model.replay_buffer
+        rb.observations[:, 0] = fill['obs']
+        rb.next_observations[:, 0] = fill['next_obs']
+        rb.actions[:, 0] = fill['actions']
+        rb.rewards[:, 0] = fill['rewards']
+        rb.dones[:, 0] = fill['terminated']
+        rb.full, rb.pos = True, 0
+
+    def run(self, n: int) -> None:
+        self.model.train(gradient_steps=n, batch_size=BATCH)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--blocks', type=int, default=7, help='interleaved rounds')
+    parser.add_argument('--block', type=int, default=60, help='updates per learner per round')
+    parser.add_argument('--learners', nargs='+', default=[*VARIANTS, 'sb3_td3'],
+                        choices=[*VARIANTS, 'sb3_td3'])
+    parser.add_argument('--out', type=Path, default=HERE / 'results' / 'update_cost.json')
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    fill = random_transitions(100_000, seed=0)
+    learners = {name: SB3TD3(fill) if name == 'sb3_td3' else Ours(name, fill)
+                for name in args.learners}
+    for learner in learners.values():
+        learner.run(10)  # untimed warm-up
+    cpu: dict[str, list[float]] = {name: [] for name in learners}
+    wall: dict[str, list[float]] = {name: [] for name in learners}
+    names = list(learners)
+    started = datetime.now(timezone.utc).isoformat(timespec='seconds')
+    for r in range(args.blocks):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            w0, c0 = time.perf_counter(), time.process_time()
+            learners[name].run(args.block)
+            w1, c1 = time.perf_counter(), time.process_time()
+            cpu[name].append(args.block / (c1 - c0))
+            wall[name].append(args.block / (w1 - w0))
+        print(f'round {r}: ' + '  '.join(f'{n} {cpu[n][-1]:.0f}/CPU-s' for n in names),
+              flush=True)
+    rate = {name: statistics.median(v) for name, v in cpu.items()}
+    base = rate.get('ddpg')
+    lines = ['| learner | updates per CPU-s (median) | updates/s wall (median) | '
+             + ' | '.join(f'CPU per robot step at {k} updates, vs ddpg at 1' for k in RATIOS)
+             + ' |', '| --- | --- | --- |' + ' --- |' * len(RATIOS)]
+    for name in names:
+        costs = ' | '.join(f'{k * base / rate[name]:.2f}x' if base else 'n/a' for k in RATIOS)
+        lines.append(f'| {name} | {rate[name]:.1f} | {statistics.median(wall[name]):.1f} | '
+                     f'{costs} |')
+    table = '\n'.join(lines)
+    result = {'machine': machine(), 'threads': 1, 'started': started,
+              'finished': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+              'settings': {k: (str(v) if isinstance(v, Path) else v)
+                           for k, v in vars(args).items()},
+              'variants': {k: VARIANTS.get(k, 'stable-baselines3 TD3') for k in names},
+              'cpu_rates': cpu, 'wall_rates': wall, 'markdown': table}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    args.out.with_suffix('.md').write_text(table + '\n')
+    print(table)
+
+
+if __name__ == '__main__':
+    main()
