@@ -90,11 +90,6 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     'crossq': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
                '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
                '--actor-lr', '3e-4'),
-    # The same with the actor still for the first 1,000 critic updates: crossq's seed 1 went
-    # to the action bounds within 1,000 updates and never came back.
-    'crossq_w1000': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
-                     '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
-                     '--actor-lr', '3e-4', '--actor-warmup', '1000'),
     'crossq_lr1e-3': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
                       '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2'),
     'crossq_64_utd4': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',

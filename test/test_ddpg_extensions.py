@@ -147,25 +147,6 @@ def test_a_policy_delay_moves_actor_and_targets_on_every_second_update_only() ->
     assert agent.updates == 4
 
 
-def test_an_actor_warmup_keeps_actor_and_targets_still_for_the_first_critic_updates() -> None:
-    config = DDPGConfig(hidden_sizes=(16,), device='cpu', batch_size=32, buffer_size=32,
-                        policy_delay=2, actor_warmup=3)
-    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
-    batch = Batch(obs=torch.randn(32, 3), actions=torch.rand(32, 1) * 2 - 1,
-                  rewards=torch.randn(32), next_obs=torch.randn(32, 3),
-                  terminated=torch.zeros(32))
-    moved = []
-    for _ in range(6):
-        before = [p.clone() for p in agent.actor.parameters()]
-        target = [p.clone() for p in agent.actor_target.parameters()]
-        agent.update(batch)
-        moved.append((any(not torch.equal(a, b) for a, b in zip(before, agent.actor.parameters())),
-                      any(not torch.equal(a, b)
-                          for a, b in zip(target, agent.actor_target.parameters()))))
-    # Updates 0-2 are the warm-up; then every second one from the schedule's start: 4 (not 3).
-    assert moved == [(False, False)] * 4 + [(True, True), (False, False)]
-
-
 def test_the_ensemble_is_the_same_function_as_separate_critics() -> None:
     torch.manual_seed(3)
     ensemble = EnsembleCritic(3, obs_dim=5, action_dim=2, hidden_sizes=(7, 4))
@@ -377,7 +358,6 @@ def test_a_checkpoint_from_before_the_extensions_loads_as_plain_ddpg() -> None:
     ('target_noise', -0.1, 'target_noise=-0.1 must be >= 0'),
     ('target_noise_clip', float('nan'), 'target_noise_clip=nan must be >= 0'),
     ('policy_delay', 0, 'policy_delay=0 must be >= 1'),
-    ('actor_warmup', -1, 'actor_warmup=-1 must be >= 0'),
     ('critic_norm', 'batch', "critic_norm='batch' must be one of none, layer, batch_renorm"),
     ('adam_beta1', 1.0, 'adam_beta1=1.0 must be in [0, 1)'),
     ('critic_dropout', 1.0, 'critic_dropout=1.0 must be in [0, 1)'),

@@ -64,8 +64,7 @@ def test_preset_ddpg_is_the_envs_plain_ddpg_with_every_extension_off() -> None:
     with pytest.raises(ValueError, match="preset 'ddpg' needs an env id"):
         preset_name(PLAIN_DDPG, None)
     extensions = {'n_critics': 1, 'target_noise': 0.0, 'policy_delay': 1,
-                  'critic_norm': 'none', 'critic_dropout': 0.0, 'n_step': 1, 'adam_beta1': 0.9,
-                  'actor_warmup': 0}
+                  'critic_norm': 'none', 'critic_dropout': 0.0, 'n_step': 1, 'adam_beta1': 0.9}
     for env_id in REQUIRED:
         config = DDPGConfig(**preset_for(f'{env_id}/{PLAIN_DDPG}', required=True))
         assert config.plain_critic

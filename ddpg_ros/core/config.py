@@ -60,10 +60,6 @@ class DDPGConfig:
     """Bound of the target policy smoothing noise, as a fraction of the half range."""
     policy_delay: int = 1
     """Critic updates per actor and target update (TD3: 2)."""
-    actor_warmup: int = 0
-    """Critic updates before the actor's first: with batch-renormalized critics the actor
-    would otherwise climb critics whose running statistics have not settled, and can run to
-    its action bounds for good (HalfCheetah: 1,000)."""
     critic_norm: str = 'none'
     """'layer': LayerNorm after each hidden layer of the critics (DroQ, MR.Q);
     'batch_renorm': batch renormalization before each critic layer and no target networks,
@@ -114,7 +110,6 @@ class DDPGConfig:
         _check(math.isfinite(self.target_noise_clip) and self.target_noise_clip >= 0.0,
                'target_noise_clip', self.target_noise_clip, 'must be >= 0')
         _check(self.policy_delay >= 1, 'policy_delay', self.policy_delay, 'must be >= 1')
-        _check(self.actor_warmup >= 0, 'actor_warmup', self.actor_warmup, 'must be >= 0')
         _check(self.critic_norm in CRITIC_NORMS, 'critic_norm', self.critic_norm,
                f'must be one of {", ".join(CRITIC_NORMS)}')
         _check(0.0 <= self.critic_dropout < 1.0, 'critic_dropout', self.critic_dropout,

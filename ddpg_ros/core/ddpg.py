@@ -16,7 +16,6 @@ default, when the update above is exactly the paper's:
   actor). The critics are one :class:`EnsembleCritic`: a batched matrix product per layer;
 * ``target_noise``: clipped Gaussian noise on the target action (TD3's target smoothing);
 * ``policy_delay``: the actor and the targets move once per ``policy_delay`` critic steps (TD3);
-* ``actor_warmup``: the actor and the targets stay still for the first critic updates;
 * ``critic_norm``/``critic_dropout``: LayerNorm and dropout in the critics (DroQ,
   Hiraoka et al. 2022);
 * ``n_step``: transitions folded over n steps (:mod:`ddpg_ros.core.nstep`), the target
@@ -245,8 +244,7 @@ class DDPG:
         One critic step, one actor step, one soft update of both targets.
 
         With ``policy_delay`` d, the actor step and the soft updates happen on every d-th
-        call only (counting from the first), and not before ``actor_warmup`` calls; the other
-        calls report the last actor loss.
+        call only (counting from the first); the other calls report the last actor loss.
 
         :param check_finite: refuse to apply a NaN or infinite loss (one host sync per loss).
         :raises NonFiniteLossError: when ``check_finite`` and a loss is not finite; the
@@ -260,8 +258,7 @@ class DDPG:
         critic_loss.backward()
         self.critic_optimizer.step()
 
-        if self.updates % self.config.policy_delay == 0 \
-                and self.updates >= self.config.actor_warmup:
+        if self.updates % self.config.policy_delay == 0:
             self._last_actor_loss = self._actor_step(batch.obs, check_finite)
             if self.actor_target is not None and self.critic_target is not None:
                 soft_update(self.actor_target, self.actor, self.config.tau)
