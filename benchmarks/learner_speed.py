@@ -116,19 +116,24 @@ class Ours:
             agent.update(buffer.sample(BATCH))
 
 
+def fill_sb3_buffer(model, fill: dict[str, np.ndarray]) -> None:
+    """Make a Stable-Baselines3 model's replay buffer hold exactly ``fill``, full."""
+    rb = model.replay_buffer
+    rb.observations[:, 0] = fill['obs']
+    rb.next_observations[:, 0] = fill['next_obs']
+    rb.actions[:, 0] = fill['actions']
+    rb.rewards[:, 0] = fill['rewards']
+    rb.dones[:, 0] = fill['terminated']
+    rb.full, rb.pos = True, 0
+
+
 class SB3:
     def __init__(self, fill: dict[str, np.ndarray], warmup: int, env_capacity: int) -> None:
         from stable_baselines3.common.logger import configure
 
         self.model = self._model(len(fill['rewards']), 0)
         self.model.set_logger(configure(None, []))
-        rb = self.model.replay_buffer
-        rb.observations[:, 0] = fill['obs']
-        rb.next_observations[:, 0] = fill['next_obs']
-        rb.actions[:, 0] = fill['actions']
-        rb.rewards[:, 0] = fill['rewards']
-        rb.dones[:, 0] = fill['terminated']
-        rb.full, rb.pos = True, 0
+        fill_sb3_buffer(self.model, fill)
         self.env_model = self._model(env_capacity, warmup)
         self.env_model.learn(total_timesteps=warmup)  # random steps, no update yet
 

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from learner_speed import ACT_DIM, BATCH, HIDDEN, LR, OBS_DIM, machine, random_transitions
+from learner_speed import (ACT_DIM, BATCH, HIDDEN, LR, OBS_DIM, fill_sb3_buffer, machine,
+                           random_transitions)
 
 HERE = Path(__file__).resolve().parent
 TD3 = dict(n_critics=2, target_noise=0.2, policy_delay=2)
@@ -102,13 +103,7 @@ class SB3TD3:
                              buffer_size=len(fill['rewards']), batch_size=BATCH,
                              policy_kwargs={'net_arch': list(HIDDEN)}, seed=0, device='cpu')
         self.model.set_logger(configure(None, []))
-        rb = self.model.replay_buffer
-        rb.observations[:, 0] = fill['obs']
-        rb.next_observations[:, 0] = fill['next_obs']
-        rb.actions[:, 0] = fill['actions']
-        rb.rewards[:, 0] = fill['rewards']
-        rb.dones[:, 0] = fill['terminated']
-        rb.full, rb.pos = True, 0
+        fill_sb3_buffer(self.model, fill)
 
     def run(self, n: int) -> None:
         self.model.train(gradient_steps=n, batch_size=BATCH)

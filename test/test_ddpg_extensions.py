@@ -214,52 +214,49 @@ def test_the_plain_config_keeps_the_papers_single_critic_and_its_checkpoint_keys
                                               'net.2.bias', 'net.4.weight', 'net.4.bias'}
 
 
-def test_a_restored_learner_draws_the_same_smoothing_noise_and_dropout_masks() -> None:
-    config = DDPGConfig(hidden_sizes=(16,), device='cpu', batch_size=32, buffer_size=32,
-                        n_critics=2, target_noise=0.2, critic_dropout=0.1, policy_delay=2)
+def _assert_a_restore_continues_as_one_run(config: DDPGConfig, updates: int,
+                                           networks: tuple[str, ...]) -> tuple[DDPG, DDPG]:
+    """
+    Update a learner, restore a copy from its state, update both as many times again.
+
+    The copy goes through bytes, as a checkpoint file: an optimizer loaded from a live state
+    dict would share its moment tensors with the original. Asserts that ``networks`` end
+    equal; returns the learner and its copy.
+    """
     agent = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
     batch = Batch(obs=torch.randn(32, 3), actions=torch.rand(32, 1) * 2 - 1,
                   rewards=torch.randn(32), next_obs=torch.randn(32, 3),
                   terminated=torch.zeros(32))
-    for _ in range(3):
+    for _ in range(updates):
         agent.update(batch)
-    # Through bytes, as a checkpoint file: an optimizer loaded from a live state dict would
-    # share its moment tensors with the original.
     saved = io.BytesIO()
     torch.save(agent.state_dict(), saved)
     saved.seek(0)
     restored = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
     restored.load_state_dict(torch.load(saved, weights_only=True))
-    for _ in range(3):  # the delay's phase, the noise and the masks all continue as one run
+    for _ in range(updates):
         agent.update(batch)
         restored.update(batch)
-    for name in ('actor', 'critic', 'actor_target', 'critic_target'):
+    for name in networks:
         for key, value in getattr(agent, name).state_dict().items():
             assert torch.equal(value, getattr(restored, name).state_dict()[key]), (name, key)
+    return agent, restored
+
+
+def test_a_restored_learner_draws_the_same_smoothing_noise_and_dropout_masks() -> None:
+    config = DDPGConfig(hidden_sizes=(16,), device='cpu', batch_size=32, buffer_size=32,
+                        n_critics=2, target_noise=0.2, critic_dropout=0.1, policy_delay=2)
+    # The delay's phase, the noise and the masks all continue as one run.
+    _assert_a_restore_continues_as_one_run(config, 3, ('actor', 'critic', 'actor_target',
+                                                       'critic_target'))
 
 
 def test_a_restored_crossq_learner_continues_with_its_running_statistics() -> None:
     config = DDPGConfig(hidden_sizes=(16,), device='cpu', batch_size=32, buffer_size=32,
                         n_critics=2, critic_norm='batch_renorm', policy_delay=3,
                         adam_beta1=0.5, target_noise=0.2)
-    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
-    batch = Batch(obs=torch.randn(32, 3), actions=torch.rand(32, 1) * 2 - 1,
-                  rewards=torch.randn(32), next_obs=torch.randn(32, 3),
-                  terminated=torch.zeros(32))
-    for _ in range(4):
-        agent.update(batch)
-    saved = io.BytesIO()
-    torch.save(agent.state_dict(), saved)
-    saved.seek(0)
-    restored = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
-    restored.load_state_dict(torch.load(saved, weights_only=True))
-    assert int(restored.critic.renorms[0].steps) == 4
-    for _ in range(4):
-        agent.update(batch)
-        restored.update(batch)
-    for name in ('actor', 'critic'):
-        for key, value in getattr(agent, name).state_dict().items():
-            assert torch.equal(value, getattr(restored, name).state_dict()[key]), (name, key)
+    agent, restored = _assert_a_restore_continues_as_one_run(config, 4, ('actor', 'critic'))
+    assert int(restored.critic.renorms[0].steps) == 8
     assert agent.actor_optimizer.param_groups[0]['betas'] == (0.5, 0.999)
 
 
