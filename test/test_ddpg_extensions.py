@@ -260,6 +260,21 @@ def test_a_restored_crossq_learner_continues_with_its_running_statistics() -> No
     assert agent.actor_optimizer.param_groups[0]['betas'] == (0.5, 0.999)
 
 
+def test_a_loaded_batch_renorm_knows_that_its_warmup_is_over() -> None:
+    torch.manual_seed(0)
+    norm = BatchRenorm(1, 3, warmup=2).train()
+    for _ in range(2):
+        norm(torch.randn(1, 8, 3))
+    loaded = BatchRenorm(1, 3, warmup=2).train()
+    loaded.load_state_dict(norm.state_dict())
+    x = torch.randn(1, 8, 3) * 4.0 + 2.0  # far from the running statistics: r, d are not 1, 0
+    by_batch = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True)
+                                                          + norm.eps)
+    out = loaded(x)
+    assert torch.equal(out, norm(x))
+    assert not torch.allclose(out, by_batch, atol=1e-3)
+
+
 def test_batch_renorm_normalizes_by_the_batch_in_training_and_by_the_running_stats_after() -> None:
     norm = BatchRenorm(2, 1, momentum=0.25, eps=0.0, warmup=10)
     with torch.no_grad():

@@ -107,8 +107,15 @@ class BatchRenorm(nn.Module):
         self.register_buffer('running_mean', torch.zeros(n, 1, features))
         self.register_buffer('running_var', torch.ones(n, 1, features))
         self.register_buffer('steps', torch.zeros((), dtype=torch.long))
+        # The count mirrored in Python: reading the buffer in every pass would wait for the
+        # device each time on a GPU.
+        self._steps = 0
         self.momentum, self.eps = momentum, eps
         self.r_max, self.d_max, self.warmup = r_max, d_max, warmup
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._steps = int(self.steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
@@ -123,7 +130,7 @@ class BatchRenorm(nn.Module):
         batch_var = (centered * centered).sum(1, keepdim=True) / size
         inv_std = torch.rsqrt(batch_var + self.eps)
         with torch.no_grad():
-            if int(self.steps) < self.warmup:
+            if self._steps < self.warmup:
                 r, d = None, None
             else:
                 running_inv_std = torch.rsqrt(self.running_var + self.eps)
@@ -133,6 +140,7 @@ class BatchRenorm(nn.Module):
             self.running_mean.lerp_(batch_mean, self.momentum)
             self.running_var.lerp_(batch_var, self.momentum)
             self.steps += 1
+            self._steps += 1
         if r is None:
             return centered * (inv_std * self.weight) + self.bias
         # (x - mu_B) / sigma_B * r + d, with r and d constants of the gradient.
