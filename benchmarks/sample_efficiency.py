@@ -90,6 +90,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     'crossq': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
                '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
                '--actor-lr', '3e-4'),
+    # The same with MR.Q's penalty on the actor's pre-tanh outputs, against seed 1's actor
+    # running to its bounds.
+    'crossq_pa1e-2': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
+                      '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
+                      '--actor-lr', '3e-4', '--pre-activation-penalty', '1e-2'),
     'crossq_lr1e-3': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
                       '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2'),
     'crossq_64_utd4': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',

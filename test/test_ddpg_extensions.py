@@ -89,6 +89,36 @@ def test_the_actor_ascends_the_mean_of_the_critics(twin: DDPG) -> None:
     assert twin.actor_loss(obs).item() == pytest.approx(-np.mean(q_mean), rel=1e-6)
 
 
+def test_the_pre_activation_penalty_adds_its_weight_times_the_mean_square_before_tanh(
+        twin: DDPG) -> None:
+    obs = torch.tensor([[1.0], [0.2]])
+    without = twin.actor_loss(obs).item()
+    twin.config.pre_activation_penalty = 0.5
+    # mu(s) = 2 * tanh(x) with x = relu(s): x = 1.0 and 0.2, mean(x^2) = 0.52.
+    assert twin.actor_loss(obs).item() == pytest.approx(without + 0.5 * 0.52, rel=1e-6)
+
+
+def test_the_pre_activation_penalty_pulls_a_saturated_actor_back_where_q_cannot() -> None:
+    """At x = 30 the tanh passes no gradient in float32; only the penalty's reaches the actor."""
+    def saturated(weight: float) -> DDPG:
+        config = DDPGConfig(hidden_sizes=(1,), batch_size=2, buffer_size=2, actor_lr=0.1,
+                            device='cpu', pre_activation_penalty=weight)
+        agent = DDPG(1, np.array([-2.0]), np.array([2.0]), config)
+        with torch.no_grad():
+            agent.actor.net[0].weight.fill_(1.0)
+            agent.actor.net[0].bias.fill_(0.0)
+            agent.actor.net[2].weight.fill_(30.0)
+            agent.actor.net[2].bias.fill_(0.0)
+        return agent
+
+    obs = torch.tensor([[1.0], [1.0]])
+    for weight, moves in ((0.0, False), (1e-3, True)):
+        agent = saturated(weight)
+        agent._actor_step(obs, check_finite=True)
+        assert (agent.actor.net[2].weight.item() < 30.0) == moves, weight
+        assert (agent.actor.net[2].bias.item() < 0.0) == moves, weight
+
+
 def test_target_smoothing_noise_is_clipped_scaled_and_kept_in_bounds() -> None:
     config = DDPGConfig(hidden_sizes=(8,), device='cpu', target_noise=0.2, target_noise_clip=0.5)
     agent = DDPG(3, np.array([-2.0, 0.0]), np.array([2.0, 1.0]), config)
@@ -373,6 +403,7 @@ def test_a_checkpoint_from_before_the_extensions_loads_as_plain_ddpg() -> None:
     ('critic_norm', 'batch', "critic_norm='batch' must be one of none, layer, batch_renorm"),
     ('adam_beta1', 1.0, 'adam_beta1=1.0 must be in [0, 1)'),
     ('critic_dropout', 1.0, 'critic_dropout=1.0 must be in [0, 1)'),
+    ('pre_activation_penalty', -1e-5, 'pre_activation_penalty=-1e-05 must be >= 0'),
 ])
 def test_bad_extension_settings_are_refused_by_name(field: str, value: object,
                                                     message: str) -> None:

@@ -69,6 +69,9 @@ class DDPGConfig:
     n_step: int = 1
     """Rewards summed per stored transition (n-step returns, MR.Q: 3), folded exactly at
     episode ends and never across a break in the chain of states."""
+    pre_activation_penalty: float = 0.0
+    """Weight of ``mean(x ** 2)`` over the actor's pre-tanh outputs ``x``, added to its loss
+    (MR.Q: 1e-5): it keeps the actor off its action bounds, where tanh passes no gradient."""
     observe_last_action: bool = False
     """Append the last command sent to the observation: what a policy needs to act well
     when commands take effect late (command latency)."""
@@ -116,6 +119,8 @@ class DDPGConfig:
                'must be in [0, 1)')
         _check(self.n_step >= 1, 'n_step', self.n_step, 'must be >= 1')
         _check(0.0 <= self.adam_beta1 < 1.0, 'adam_beta1', self.adam_beta1, 'must be in [0, 1)')
+        _check(math.isfinite(self.pre_activation_penalty) and self.pre_activation_penalty >= 0.0,
+               'pre_activation_penalty', self.pre_activation_penalty, 'must be >= 0')
 
     @property
     def plain_critic(self) -> bool:

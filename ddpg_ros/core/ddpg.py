@@ -18,6 +18,8 @@ default, when the update above is exactly the paper's:
 * ``policy_delay``: the actor and the targets move once per ``policy_delay`` critic steps (TD3);
 * ``critic_norm``/``critic_dropout``: LayerNorm and dropout in the critics (DroQ,
   Hiraoka et al. 2022);
+* ``pre_activation_penalty``: a penalty on the actor's pre-tanh outputs (MR.Q) against an
+  actor stuck at its action bounds;
 * ``n_step``: transitions folded over n steps (:mod:`ddpg_ros.core.nstep`), the target
   discounted by ``gamma ** horizon``;
 * ``critic_norm='batch_renorm'``: CrossQ (Bhatt et al. 2024) for a deterministic actor. The
@@ -234,10 +236,21 @@ class DDPG:
         return ((q - y) ** 2).mean(1).sum(), q.squeeze(0)
 
     def actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
-        """``-mean Q(s, mu(s))``, over the batch and the critics: gradient ascent on Q."""
-        # float32 values: under bfloat16 autocast the mean (and so the gradient scale) stays
-        # float32.
-        return -self._values(self.critic, obs, self.actor(obs)).mean()
+        """
+        ``-mean Q(s, mu(s))``, over the batch and the critics: gradient ascent on Q.
+
+        With ``pre_activation_penalty`` w, plus ``w * mean(x ** 2)`` over the pre-tanh
+        outputs x (MR.Q, Fujimoto et al. 2025): an actor pushed deep into saturation gets no
+        gradient through the tanh and cannot come back; the penalty's gradient does not vanish.
+        """
+        weight = self.config.pre_activation_penalty
+        if weight == 0.0:
+            # float32 values: under bfloat16 autocast the mean (and so the gradient scale)
+            # stays float32.
+            return -self._values(self.critic, obs, self.actor(obs)).mean()
+        action, pre = self.actor.forward_with_pre_activation(obs)
+        return (-self._values(self.critic, obs, action).mean()
+                + weight * pre.float().pow(2).mean())
 
     def update(self, batch: Batch, check_finite: bool = True) -> UpdateInfo:
         """

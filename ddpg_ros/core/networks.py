@@ -47,6 +47,11 @@ class Actor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs) * self.action_scale + self.action_bias
 
+    def forward_with_pre_activation(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the action and the output layer's values before the tanh."""
+        pre = self.net[:-1](obs)
+        return torch.tanh(pre) * self.action_scale + self.action_bias, pre
+
 
 class Critic(nn.Module):
     """Action-value function ``Q(s, a)``."""
