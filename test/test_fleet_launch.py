@@ -27,8 +27,8 @@ import torch
 from ddpg_ros.core.checkpoint import CheckpointError, load_checkpoint
 from ddpg_ros.sim.envs import make_env
 from ddpg_ros.cli.evaluation import evaluate
-from ddpg_ros.ros.profiles import LEARNER_RESPAWN_DELAY, PROFILES, ProfileError, \
-    config_directory
+from ddpg_ros.ros.profiles import LEARNER_RESPAWN_DELAY, LEARNER_RESPAWN_MAX_RETRIES, \
+    PROFILES, ProfileError, config_directory
 
 from agent_helpers import ddpg_cli, eval_mean_return
 from conftest import ProcessGroup, RosTestNode, pid_alive
@@ -118,7 +118,8 @@ def test_train_fleet_takes_a_users_parameter_file_by_node_name(tmp_path: Path) -
 def test_a_fleet_learner_starts_again_on_its_own_run_and_robots_are_optional() -> None:
     learner, *robots = fleet_nodes(robots='2')
     assert (learner.respawn, learner.required) == (True, False)
-    assert learner.respawn_delay == LEARNER_RESPAWN_DELAY
+    assert (learner.respawn_delay, learner.respawn_max_retries) == (
+        LEARNER_RESPAWN_DELAY, LEARNER_RESPAWN_MAX_RETRIES)
     assert not any(n.respawn or n.required for n in robots)
     # A run of its own, so that only a start after a crash finds checkpoints to resume.
     assert learner.parameters['load_checkpoint'] == 'latest'
@@ -180,8 +181,9 @@ def test_the_launch_file_builds_the_profiles_nodes(monkeypatch: pytest.MonkeyPat
     assert [{k: v.kwargs['text'] for k, v in n.kwargs['parameters'][-1].items()}
             for n in nodes] == [dict(s.parameters) for s in specs]
     # Only Ctrl-C stops a fleet: the learner respawns, no node's end shuts the launch down.
-    assert [(n.kwargs['respawn'], n.kwargs['respawn_delay']) for n in nodes] == [
-        (True, LEARNER_RESPAWN_DELAY)] + [(False, 0.0)] * 4
+    assert [(n.kwargs['respawn'], n.kwargs['respawn_delay'], n.kwargs['respawn_max_retries'])
+            for n in nodes] == [(True, LEARNER_RESPAWN_DELAY, LEARNER_RESPAWN_MAX_RETRIES)] + [
+                (False, 0.0, -1)] * 4
     assert not any('on_exit' in n.kwargs for n in nodes)
 
 

@@ -22,8 +22,8 @@ import yaml
 
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.ros.launcher import Launcher
-from ddpg_ros.ros.profiles import MUJOCO_SIM_PARAMETERS, PROFILES, NodeSpec, ProfileError, \
-    config_directory, parse_arguments, resolve_profile
+from ddpg_ros.ros.profiles import MUJOCO_SIM_PARAMETERS, PROFILES, RESPAWN_STEADY, NodeSpec, \
+    ProfileError, config_directory, parse_arguments, resolve_profile
 from ddpg_ros.tasks import make_task
 
 from conftest import ProcessGroup, RosTestNode, TestProcess, pid_alive
@@ -494,9 +494,28 @@ def test_a_respawning_node_starts_again_and_an_optional_one_ends_alone(
     assert text.index('No module named') < text.index('ended (status 1)')
 
 
+def test_a_node_that_keeps_failing_at_start_is_started_again_its_retries_and_then_stops_all(
+        ros_env: dict[str, str]) -> None:
+    out = io.StringIO()
+    launcher = Launcher([NodeSpec('broken', 'ddpg_ros.no_such_node', 'broken', required=False,
+                                  respawn=True, respawn_delay=0.1, respawn_max_retries=2)],
+                        env=ros_env, out=out)
+    assert launcher.run() == 1, out.getvalue()
+    text = out.getvalue()
+    pids = [int(pid) for pid in re.findall(r'started broken \(pid (\d+)\)', text)]
+    assert len(set(pids)) == 3, text  # the first start and 2 new ones
+    assert text.count('broken ended (status 1): starting it again in 0.1 s') == 2
+    assert (f'broken ended (status 1) within {RESPAWN_STEADY:g} s of its start 3 times in a row: '
+            'not starting it again; stopping the rest') in text
+    assert 'SIGTERM' not in text
+
+
 def test_respawn_and_required_exclude_each_other() -> None:
     with pytest.raises(ProfileError, match='respawn and required exclude each other'):
         NodeSpec('ddpg_learner', 'm', 'ddpg_learner', respawn=True)
     with pytest.raises(ProfileError, match='respawn_delay=-1.0 must be >= 0'):
         NodeSpec('ddpg_learner', 'm', 'ddpg_learner', required=False, respawn=True,
                  respawn_delay=-1.0)
+    with pytest.raises(ProfileError, match='respawn_max_retries=-2 must be >= 0, or -1'):
+        NodeSpec('ddpg_learner', 'm', 'ddpg_learner', required=False, respawn=True,
+                 respawn_max_retries=-2)

@@ -22,7 +22,8 @@ def profile_launch_description(profile_name: str) -> Any:
     profile: the undeclared ones are its parameter overrides. Values reach the nodes as
     ``TextSubstitution`` parameters, read as YAML as ``-p`` values are. What ends a launch is
     ``ddpg-launch``'s too: a ``required`` node gets ``on_exit=Shutdown()``, a ``respawn`` node
-    launch_ros's ``respawn`` and ``respawn_delay``.
+    launch_ros's ``respawn``, ``respawn_delay`` and ``respawn_max_retries`` (which there
+    counts every new start, and leaves the others running when they are used up).
     """
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
@@ -39,6 +40,7 @@ def profile_launch_description(profile_name: str) -> Any:
                              {name: TextSubstitution(text=value)
                               for name, value in spec.parameters.items()}],
                  respawn=spec.respawn, respawn_delay=spec.respawn_delay,
+                 respawn_max_retries=spec.respawn_max_retries,
                  **({'on_exit': Shutdown(reason=f'{spec.name} ended: stopping the rest')}
                     if spec.required else {}))
             for spec in profile.nodes(dict(context.launch_configurations))

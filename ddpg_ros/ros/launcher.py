@@ -11,7 +11,8 @@ SIGINT or SIGTERM is passed on to every node, which then gets ``--grace`` second
 SIGKILL (a second signal kills at once). What happens when a node ends by itself is the
 node's (:class:`~ddpg_ros.ros.profiles.NodeSpec`): a ``required`` node (train_sim, deploy)
 stops the others, since a training run without its simulation is no run; a ``respawn`` node
-(train_fleet's learner) is started again after its ``respawn_delay``; any other node
+(train_fleet's learner) is started again after its ``respawn_delay``, unless it keeps failing
+at start (``respawn_max_retries``), when it stops the others too; any other node
 (train_fleet's robots) is reported and the others go on. The exit status is 0 when every
 node ended cleanly, 1 when one failed (also one started again) or had to be killed, 2 for a
 usage error.
@@ -38,8 +39,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import IO
 
-from ddpg_ros.ros.profiles import PROFILES, NodeSpec, ProfileError, parse_arguments, \
-    resolve_profile
+from ddpg_ros.ros.profiles import PROFILES, RESPAWN_STEADY, NodeSpec, ProfileError, \
+    parse_arguments, resolve_profile
 
 PROG = 'ddpg-launch'
 DEFAULT_GRACE = 10.0
@@ -99,6 +100,10 @@ class _Running:
         """Monotonic time of the next start of a respawning node that ended."""
         self.seen_exit = False
         """Its current process's end has been reported."""
+        self.started_at = 0.0
+        """Monotonic time of its current process's start."""
+        self.quick_ends = 0
+        """Its runs in a row, up to the current one, that ended within ``RESPAWN_STEADY`` s."""
 
 
 class Launcher:
@@ -106,7 +111,9 @@ class Launcher:
     Starts the nodes, relays their output, and acts on each end as the node's spec says.
 
     A ``required`` node that ends stops the others; a ``respawn`` node is started again after
-    its ``respawn_delay``; any other node's end is reported and the rest go on. A signal
+    its ``respawn_delay``, up to ``respawn_max_retries`` times in a row while it ends within
+    ``RESPAWN_STEADY`` s of each start, and then stops the others; any other node's end is
+    reported and the rest go on. A signal
     stops every node. Output is relayed by this one thread (no relay threads), so a node can
     be started again at any time: ``preexec_fn`` never runs while other threads exist.
 
@@ -194,6 +201,7 @@ class Launcher:
             self._say(PROG, f'cannot start {node.label}: {exc}')
             return False
         node.seen_exit, node.restart_at = False, None
+        node.started_at = time.monotonic()
         assert node.process.stdout is not None
         self._selector.register(node.process.stdout, selectors.EVENT_READ,
                                 _Output(node.label, node.process.stdout))
@@ -250,6 +258,11 @@ class Launcher:
                 if node.spec.required:
                     self._say(PROG, f'{node.label} ended (status {status}): stopping the rest')
                     return failed
+                if node.spec.respawn and self._gives_up(node, now):
+                    self._say(PROG, f'{node.label} ended (status {status}) within '
+                                    f'{RESPAWN_STEADY:g} s of its start {node.quick_ends} times '
+                                    'in a row: not starting it again; stopping the rest')
+                    return True
                 if node.spec.respawn:
                     delay = node.spec.respawn_delay
                     self._say(PROG, f'{node.label} ended (status {status}): starting it again '
@@ -266,6 +279,16 @@ class Launcher:
                 return failed
         self._say(PROG, f'{signal.Signals(self._signals[0]).name}: stopping every node')
         return failed
+
+    @staticmethod
+    def _gives_up(node: _Running, now: float) -> bool:
+        """Count a respawning node's end; say whether it failed at start too often in a row."""
+        if now - node.started_at >= RESPAWN_STEADY:
+            node.quick_ends = 0
+            return False
+        node.quick_ends += 1
+        limit = node.spec.respawn_max_retries
+        return limit >= 0 and node.quick_ends > limit
 
     def _wait_or_kill(self, children: dict[str, subprocess.Popen[bytes]]) -> set[str]:
         signals_seen = len(self._signals)

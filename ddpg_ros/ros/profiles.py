@@ -62,11 +62,19 @@ class NodeSpec:
     only SIGINT/SIGTERM to the launch stop it for good. Excludes ``required``."""
     respawn_delay: float = 0.0
     """Seconds between the end of a respawning node and its new start."""
+    respawn_max_retries: int = -1
+    """How often a respawning node that keeps failing at start is started again: after this
+    many new starts in a row, each ended within ``RESPAWN_STEADY`` s, the launch gives up on
+    it and stops the rest (-1: no limit). A longer run starts the count afresh.
+    launch_ros's ``respawn_max_retries`` counts every new start."""
 
     def __post_init__(self) -> None:
         if self.respawn and self.required:
             raise ProfileError(f'node {self.name}: respawn and required exclude each other '
                                '(a required node that ends stops the launch)')
+        if self.respawn_max_retries < -1:
+            raise ProfileError(f'node {self.name}: respawn_max_retries='
+                               f'{self.respawn_max_retries} must be >= 0, or -1 for no limit')
         if not self.respawn_delay >= 0.0:
             raise ProfileError(f'node {self.name}: respawn_delay={self.respawn_delay} must '
                                'be >= 0')
@@ -292,6 +300,11 @@ FLEET_ROBOT = 'robot_{}'
 """Namespace of robot i in ``train_fleet``."""
 LEARNER_RESPAWN_DELAY = 2.0
 """Seconds before a ``ddpg_learner`` that ended in ``train_fleet`` is started again."""
+LEARNER_RESPAWN_MAX_RETRIES = 3
+"""New starts of a ``train_fleet`` learner that keeps failing at start (a bad parameter, an
+unreadable checkpoint) before the launch stops."""
+RESPAWN_STEADY = 30.0
+"""Seconds a respawned node must run for its end not to count as a failure at start."""
 
 
 def _parameter_value(text: str | None) -> object:
@@ -346,7 +359,9 @@ def train_fleet_nodes(values: dict[str, str]) -> list[NodeSpec]:
 
     Only SIGINT/SIGTERM stop the fleet: the learner respawns after
     ``LEARNER_RESPAWN_DELAY`` s, resuming its run (see :func:`_fleet_run`), and a robot's
-    node that ends leaves the others running.
+    node that ends leaves the others running. A learner that cannot start (it ends within
+    ``RESPAWN_STEADY`` s, ``LEARNER_RESPAWN_MAX_RETRIES`` new starts in a row) stops the
+    fleet.
     """
     import dataclasses
 
@@ -407,10 +422,12 @@ def train_fleet_nodes(values: dict[str, str]) -> list[NodeSpec]:
     _fleet_run(task, learner, actor)
     sim = {**sections['mujoco_sim'], **routed['mujoco_sim']}
     # Only SIGINT/SIGTERM stop a fleet: a learner that ends starts again from its run's
-    # newest checkpoint, a robot that ends is reported and the others go on.
+    # newest checkpoint (unless it keeps failing at start), a robot that ends is reported and
+    # the others go on.
     nodes = [NodeSpec('ddpg_learner', 'ddpg_ros.ros.ddpg_learner_node', 'ddpg_learner', '',
                       (), learner, required=False, respawn=True,
-                      respawn_delay=LEARNER_RESPAWN_DELAY)]
+                      respawn_delay=LEARNER_RESPAWN_DELAY,
+                      respawn_max_retries=LEARNER_RESPAWN_MAX_RETRIES)]
     clock = (('/clock', 'clock'),)
     for i in range(robots):
         namespace = '/' + FLEET_ROBOT.format(i)
