@@ -33,7 +33,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -201,12 +201,18 @@ def main() -> int:
     todo = [(v, s) for v in args.variants for s in args.seeds
             if args.force or (args.env, v, args.steps, s) not in done]
     print(f'[{_now()}] {len(todo)} runs: {todo}', flush=True)
+    failed = 0
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(train, args, v, s) for v, s in todo]
-        for future in futures:
-            save_result(args.results, future.result())
+        futures = {pool.submit(train, args, v, s): (v, s) for v, s in todo}
+        # Each run is saved as it ends; one that raises is reported at once and the rest go on.
+        for future in as_completed(futures):
+            try:
+                save_result(args.results, future.result())
+            except Exception as exc:  # noqa: BLE001  (any failure of one run)
+                failed += 1
+                print(f'[{_now()}] {futures[future]} failed: {exc!r}', flush=True)
     print(summarize(load_results(args.results), args.solved))
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':
