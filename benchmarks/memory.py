@@ -18,15 +18,18 @@ Arrays are allocated lazily by the OS, so ``nbytes`` is what a full buffer holds
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from report import save_report  # noqa: E402
+
 ENV_ID = 'HalfCheetah-v5'
 
 
@@ -80,10 +83,7 @@ def main() -> None:
                          f'Python {platform.python_version()}',
               'date': datetime.now(timezone.utc).isoformat(timespec='seconds'),
               'markdown': table}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    args.out.with_suffix('.md').write_text(table + '\n')
-    print(table)
+    save_report(args.out, result, table)
 
 
 if __name__ == '__main__':

@@ -47,7 +47,7 @@ LEARNING_STARTS = 10_000
 
 
 def make_model(peer: str, env, seed: int):
-    """The peer's model, untrained."""
+    """Return the peer's model, untrained."""
     from stable_baselines3.common.noise import NormalActionNoise
 
     if peer == 'sb3_td3':

@@ -27,9 +27,9 @@ Three parts, all at HalfCheetah-v5 sizes (obs 17, action 6), 256-256 nets, batch
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -39,6 +39,8 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from report import save_report  # noqa: E402
 VARIANTS = ('fused_adam', 'foreach_adam', 'no_check', 'packed_sample', 'all', 'bf16_autocast')
 OBS_DIM, ACT_DIM, BATCH, LR = 17, 6, 256, 1e-3
 
@@ -244,12 +246,9 @@ def main() -> None:
         lines += [f'| {k} | {v["median_updates_per_cpu_s"]:.1f} | '
                   f'{v["ratio_vs_baseline"]:.2f}x |' for k, v in var.items()]
         table = '\n'.join(lines)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({'date': datetime.now(timezone.utc).isoformat(
+        save_report(args.out, {'date': datetime.now(timezone.utc).isoformat(
             timespec='seconds'), 'threads': args.threads, 'variants': var,
-            'markdown': table}, indent=1))
-        args.out.with_suffix('.md').write_text(table + '\n')
-        print(table)
+            'markdown': table}, table)
         return
     ops = profile_ops(args.updates)
     grouped: dict[str, float] = defaultdict(float)
@@ -283,10 +282,7 @@ def main() -> None:
               'threads': args.threads, 'cpus': os.cpu_count(),
               'torch': torch.__version__, 'top_ops': ops[:40], 'groups_us': grouped,
               'phases_us': ph, 'variants': var, 'markdown': table}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    args.out.with_suffix('.md').write_text(table + '\n')
-    print(table)
+    save_report(args.out, result, table)
 
 
 if __name__ == '__main__':

@@ -12,7 +12,6 @@ pid (SIGINT, then SIGKILL).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -24,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'test'))
 from conftest import RosTestNode, claim_domain_id, loopback_env as ros_env  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import save_report  # noqa: E402
 
 STOP_TIMEOUT = 15.0
 """Seconds a node gets to end after SIGINT before it is killed."""
@@ -114,7 +115,4 @@ def uptime() -> str:
 
 def write_report(out_dir: Path, name: str, report: dict, text: str) -> None:
     """Write ``<name>.json`` (the report) and ``<name>.md`` (``text``) in ``out_dir``; print."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f'{name}.json').write_text(json.dumps(report, indent=2) + '\n')
-    (out_dir / f'{name}.md').write_text(text)
-    print(text)
+    save_report(out_dir / f'{name}.json', report, text)

@@ -28,8 +28,8 @@ update-to-data ratio k is k updates: ``k / rate``, given relative to ``ddpg`` at
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +42,8 @@ from learner_speed import (ACT_DIM, BATCH, HIDDEN, LR, OBS_DIM, fill_sb3_buffer,
                            random_transitions)
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from report import save_report  # noqa: E402
 TD3 = dict(n_critics=2, target_noise=0.2, policy_delay=2)
 VARIANTS: dict[str, dict] = {
     'ddpg': {},
@@ -153,10 +155,7 @@ def main() -> None:
                            for k, v in vars(args).items()},
               'variants': {k: VARIANTS.get(k, 'stable-baselines3 TD3') for k in names},
               'cpu_rates': cpu, 'wall_rates': wall, 'markdown': table}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    args.out.with_suffix('.md').write_text(table + '\n')
-    print(table)
+    save_report(args.out, result, table)
 
 
 if __name__ == '__main__':

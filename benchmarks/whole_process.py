@@ -25,7 +25,6 @@ starts, buffer = total steps, ``--threads`` torch threads. Repeats alternate the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -41,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from report import save_report  # noqa: E402
 ROOT = HERE.parent
 ENV_ID = 'HalfCheetah-v5'
 
@@ -164,10 +165,7 @@ def main() -> None:
         'cpu_s': cpus, 'median_cpu_s': med_cpu, 'cpu_speedup_vs_sb3': ratio_cpu,
         'final_eval_return_1_episode': finals, 'markdown': table,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    args.out.with_suffix('.md').write_text(table + '\n')
-    print(table)
+    save_report(args.out, result, table)
 
 
 if __name__ == '__main__':
