@@ -69,6 +69,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # CrossQ's critics at one update per step, the preset since.
     'nominal_crossq_64': CROSSQ_64,
     'hard_crossq_64_last': (*CROSSQ_64, '--randomize', 'hard', *LAST),
+    # Plain DDPG by name, whatever the env's preset becomes (HalfCheetah under medium).
+    'nominal_ddpg': ('--preset', 'ddpg'),
+    'medium_ddpg_last': ('--preset', 'ddpg', '--randomize', 'medium', *LAST),
 }
 
 
