@@ -40,9 +40,8 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from sample_efficiency import DEFAULT_RESULTS, _commit, _now, save_result  # noqa: E402
+from sample_efficiency import DEFAULT_RESULTS, PEERS, _commit, _now, save_result  # noqa: E402
 
-PEERS = ('sb3_td3', 'sbx_crossq_256', 'sbx_crossq')
 LEARNING_STARTS = 10_000
 
 

@@ -109,6 +109,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+PEERS = ('sb3_td3', 'sbx_crossq_256', 'sbx_crossq')
+"""Other libraries' learners, run by ``peers.py`` into the same results (to summarize only)."""
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
 
@@ -235,13 +239,67 @@ def summarize(results: dict, solved: float, stable: float) -> str:
     return '\n'.join(lines)
 
 
+def final_returns(results: dict, env: str, steps: int) -> str:
+    """Markdown: per variant, each seed's last evaluation and their IQM [95 % CI]."""
+    groups: dict[str, list[dict]] = {}
+    for run in results['runs']:
+        if run['env'] == env and run['steps'] == steps and run['returncode'] == 0 \
+                and run['curve'] and run['curve'][-1][0] == steps:
+            groups.setdefault(run['variant'], []).append(run)
+    lines = [f'| {env}, {steps:,} steps: variant | seeds | return at {steps:,} per seed | '
+             'IQM [95 % CI] | actor saturated | wall s, median |',
+             '| --- | --- | --- | --- | --- | --- |']
+    for variant, runs in sorted(groups.items()):
+        runs.sort(key=lambda r: r['seed'])
+        finals = [r['curve'][-1][1] for r in runs]
+        iqm, low, high = iqm_interval(finals) if len(finals) >= 2 else (finals[0],) * 3
+        lines.append(f'| {variant} | {len(runs)} | '
+                     + ', '.join(f'{f:,.0f}' for f in finals)
+                     + f' | {iqm:,.0f} [{low:,.0f}, {high:,.0f}] | '
+                     f'{sum(r["saturated"] for r in runs)} | '
+                     f'{np.median([r["wall_time_s"] for r in runs]):.0f} |')
+    return '\n'.join(lines)
+
+
+def plot_curves(results: dict, env: str, steps: int, variants: list[str], path: Path) -> None:
+    """Each variant's evaluations against steps: the median over seeds and every seed thin."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+    for i, variant in enumerate(variants):
+        runs = [r for r in results['runs'] if (r['env'], r['steps'], r['variant']) ==
+                (env, steps, variant) and r['returncode'] == 0 and r['curve']]
+        if not runs:
+            continue
+        color = f'C{i}'
+        for run in runs:
+            ax.plot(*zip(*run['curve']), color=color, alpha=0.25, linewidth=0.8)
+        grid = sorted({step for run in runs for step, _ in run['curve']})
+        median = [np.median([ret for run in runs for s, ret in run['curve'] if s == step])
+                  for step in grid]
+        ax.plot(grid, median, color=color, linewidth=2,
+                label=f'{variant} (median of {len(runs)} seeds)' if len(runs) > 1
+                else f'{variant} (1 seed)')
+    ax.set_xlabel('environment steps')
+    ax.set_ylabel('noise-free return')
+    ax.set_title(f'{env}: evaluations during training')
+    ax.grid(alpha=0.3)
+    ax.legend(loc='upper left', fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--env', default='InvertedPendulum-v5')
     parser.add_argument('--steps', type=int, default=15_000)
     parser.add_argument('--variants', nargs='+', default=['ddpg', 'td3'],
-                        choices=sorted(VARIANTS))
+                        choices=sorted(VARIANTS) + list(PEERS))
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
     parser.add_argument('--eval-every', type=int, default=1000)
     parser.add_argument('--eval-episodes', type=int, default=5)
@@ -253,10 +311,20 @@ def main() -> int:
     parser.add_argument('--results', type=Path, default=DEFAULT_RESULTS)
     parser.add_argument('--summarize', action='store_true',
                         help='print the table of what has finished and run nothing')
+    parser.add_argument('--plot', type=Path,
+                        help="with --summarize: draw --variants' curves at --env and --steps")
     args = parser.parse_args()
     if args.summarize:
-        print(summarize(load_results(args.results), args.solved, args.stable))
+        results = load_results(args.results)
+        print(summarize(results, args.solved, args.stable))
+        print()
+        print(final_returns(results, args.env, args.steps))
+        if args.plot is not None:
+            plot_curves(results, args.env, args.steps, args.variants, args.plot)
         return 0
+    peers = [v for v in args.variants if v in PEERS]
+    if peers:
+        parser.error(f'{", ".join(peers)}: run by benchmarks/peers.py; here only summarized')
     done = {run_key(r) for r in load_results(args.results)['runs']}
     todo = [(v, s) for s in args.seeds for v in args.variants
             if args.force or (args.env, v, args.steps, s) not in done]
