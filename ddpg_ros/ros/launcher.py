@@ -113,9 +113,9 @@ class Launcher:
     A ``required`` node that ends stops the others; a ``respawn`` node is started again after
     its ``respawn_delay``, up to ``respawn_max_retries`` times in a row while it ends within
     ``RESPAWN_STEADY`` s of each start, and then stops the others; any other node's end is
-    reported and the rest go on. A signal
-    stops every node. Output is relayed by this one thread (no relay threads), so a node can
-    be started again at any time: ``preexec_fn`` never runs while other threads exist.
+    reported and the rest go on. A signal stops every node. Output is relayed by this one
+    thread (no relay threads), so a node can be started again at any time: ``preexec_fn``
+    never runs while other threads exist.
 
     :param nodes: what to run.
     :param grace: seconds the nodes get to stop before SIGKILL.
