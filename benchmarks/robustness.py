@@ -28,7 +28,6 @@ skipped unless ``--force``. Examples::
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -42,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from preset_check import load_results  # noqa: E402  (one results-file layout for all)
 from sample_efficiency import (_commit, _now, first_solve, iqm_interval,  # noqa: E402
-                               run_key, save_result)
+                               own_run_directory, read_curve, run_key, save_result)
 
 DEFAULT_OUT = HERE / 'out' / 'robustness'
 DEFAULT_RESULTS = HERE / 'results' / 'robustness.json'
@@ -116,30 +115,27 @@ def train(args: argparse.Namespace, variant: str, seed: int) -> dict:
            '--total-steps', str(args.steps), '--seed', str(seed), '--torch-threads', '1',
            '--eval-every', str(args.eval_every), '--eval-episodes', '10',
            '--no-tensorboard', '--no-progress', '--out', str(directory), *flags]
-    if directory.exists():
-        subprocess.run(['rm', '-rf', str(directory)], check=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    curve = []
-    progress = directory / 'progress.csv'
-    if progress.is_file():
-        with open(progress, newline='') as f:
-            curve = [[int(row['env_steps']), round(float(row['eval_return_mean']), 1)]
-                     for row in csv.DictReader(f)]
-    record = {'env': args.env, 'variant': variant, 'flags': list(flags), 'steps': args.steps,
-              'seed': seed, 'returncode': proc.returncode, 'wall_time_s': round(wall, 1),
-              'curve': curve, 'commit': _commit(), 'finished_utc': _now(),
-              'load_average': round(os.getloadavg()[0], 2)}
-    if proc.returncode != 0:
-        record['stderr_tail'] = proc.stderr[-2000:]
-    else:
-        record['evaluation'] = evaluate_checkpoint(str(directory / 'checkpoint.pt'), args.env,
-                                                   args.episodes, 100_000 + seed)
-        record['eval_seed'] = 100_000 + seed
+    # Held through the evaluation: its checkpoint is in there.
+    with own_run_directory(directory):
+        if directory.exists():
+            subprocess.run(['rm', '-rf', str(directory)], check=True)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        record = {'env': args.env, 'variant': variant, 'flags': list(flags),
+                  'steps': args.steps, 'seed': seed, 'returncode': proc.returncode,
+                  'wall_time_s': round(wall, 1), 'curve': read_curve(directory),
+                  'commit': _commit(), 'finished_utc': _now(),
+                  'load_average': round(os.getloadavg()[0], 2)}
+        if proc.returncode != 0:
+            record['stderr_tail'] = proc.stderr[-2000:]
+        else:
+            record['evaluation'] = evaluate_checkpoint(
+                str(directory / 'checkpoint.pt'), args.env, args.episodes, 100_000 + seed)
+            record['eval_seed'] = 100_000 + seed
     hard = record.get('evaluation', {}).get('hard', {})
     print(f'[{_now()}] {variant} seed {seed}: exit {proc.returncode}, {wall:.0f} s, first '
-          f"solve {first_solve(curve, args.solved)}, hard {hard.get('full')}/"
+          f"solve {first_solve(record['curve'], args.solved)}, hard {hard.get('full')}/"
           f"{hard.get('episodes')}", flush=True)
     return record
 

@@ -28,6 +28,7 @@ Results go into ``benchmarks/results/sample_efficiency.json`` as each run ends; 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -138,6 +139,40 @@ def save_result(path: Path, run: dict) -> None:
     tmp.replace(path)
 
 
+@contextlib.contextmanager
+def own_run_directory(directory: Path):
+    """
+    Hold ``directory`` for one run: a second driver on the same run would remove its files.
+
+    A lock file beside it names the holder's pid; one left by a process that has ended is
+    taken over.
+
+    :raises RuntimeError: when a live process holds it.
+    """
+    lock = directory.with_name(f'.{directory.name}.lock')
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text() or 0)
+                os.kill(holder, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # its holder has ended
+                continue
+            raise RuntimeError(f'{directory} is in use by process {holder}') from None
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        break
+    else:
+        raise RuntimeError(f'cannot hold {directory}')
+    try:
+        yield directory
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
     """Run ``ddpg-train`` for one (variant, seed) and return its record."""
     directory = args.out / f'{args.env}-{variant}-{args.steps}-seed{seed}'
@@ -146,17 +181,13 @@ def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
            '--total-steps', str(args.steps), '--seed', str(seed), '--torch-threads', '1',
            '--eval-every', str(args.eval_every), '--eval-episodes', str(args.eval_episodes),
            '--no-tensorboard', '--no-progress', '--out', str(directory), *flags]
-    if directory.exists():
-        subprocess.run(['rm', '-rf', str(directory)], check=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    curve = []
-    progress = directory / 'progress.csv'
-    if progress.is_file():
-        with open(progress, newline='') as f:
-            curve = [[int(row['env_steps']), round(float(row['eval_return_mean']), 1)]
-                     for row in csv.DictReader(f)]
+    with own_run_directory(directory):
+        if directory.exists():
+            subprocess.run(['rm', '-rf', str(directory)], check=True)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        curve = read_curve(directory)
     saturated = 'saturated' in proc.stderr
     record = {'env': args.env, 'variant': variant, 'flags': list(flags), 'steps': args.steps,
               'seed': seed, 'returncode': proc.returncode, 'wall_time_s': round(wall, 1),
@@ -168,6 +199,16 @@ def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
     print(f'[{_now()}] {variant} seed {seed}: exit {proc.returncode}, {wall:.0f} s, '
           f'first solve {first_solve(curve, args.solved)}', flush=True)
     return record
+
+
+def read_curve(directory: Path) -> list[list[float]]:
+    """``[env_steps, eval_return_mean]`` rows of a run's ``progress.csv``; none when absent."""
+    progress = directory / 'progress.csv'
+    if not progress.is_file():
+        return []
+    with open(progress, newline='') as f:
+        return [[int(row['env_steps']), round(float(row['eval_return_mean']), 1)]
+                for row in csv.DictReader(f)]
 
 
 def first_solve(curve: list, solved: float) -> int | None:
