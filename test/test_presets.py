@@ -56,6 +56,18 @@ def test_the_inverted_pendulum_task_gets_the_tuned_hyper_parameters() -> None:
     assert not config.target_networks
 
 
+def test_the_half_cheetah_task_gets_crossq_critics_with_the_pre_activation_penalty() -> None:
+    # benchmarks/RESULTS.md section 8d: without the penalty one seed of two died at its bounds.
+    config = DDPGConfig(**config_kwargs_for_task('half_cheetah'))
+    assert {name: getattr(config, name) for name in (
+        'learning_starts', 'actor_lr', 'critic_lr', 'hidden_sizes', 'n_critics', 'critic_norm',
+        'policy_delay', 'adam_beta1', 'target_noise', 'pre_activation_penalty')} == {
+        'learning_starts': 10_000, 'actor_lr': 3e-4, 'critic_lr': 1e-3,
+        'hidden_sizes': (256, 256), 'n_critics': 2, 'critic_norm': 'batch_renorm',
+        'policy_delay': 3, 'adam_beta1': 0.5, 'target_noise': 0.2,
+        'pre_activation_penalty': 0.01}
+
+
 def test_preset_ddpg_is_the_envs_plain_ddpg_with_every_extension_off() -> None:
     from ddpg_ros.core.presets import PLAIN_DDPG, preset_name
 
@@ -64,7 +76,8 @@ def test_preset_ddpg_is_the_envs_plain_ddpg_with_every_extension_off() -> None:
     with pytest.raises(ValueError, match="preset 'ddpg' needs an env id"):
         preset_name(PLAIN_DDPG, None)
     extensions = {'n_critics': 1, 'target_noise': 0.0, 'policy_delay': 1,
-                  'critic_norm': 'none', 'critic_dropout': 0.0, 'n_step': 1, 'adam_beta1': 0.9}
+                  'critic_norm': 'none', 'critic_dropout': 0.0, 'n_step': 1, 'adam_beta1': 0.9,
+                  'pre_activation_penalty': 0.0}
     for env_id in REQUIRED:
         config = DDPGConfig(**preset_for(f'{env_id}/{PLAIN_DDPG}', required=True))
         assert config.plain_critic
