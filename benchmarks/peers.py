@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from learning_quality import evaluate_sb3  # noqa: E402  (episode i from seed + i)
 from sample_efficiency import DEFAULT_RESULTS, PEERS, _commit, _now, save_result  # noqa: E402
 
 LEARNING_STARTS = 10_000
@@ -67,21 +68,6 @@ def make_model(peer: str, env, seed: int):
                   seed=seed, verbose=0)
 
 
-def evaluate(model, env, episodes: int, seed: int) -> list[float]:
-    """Noise-free returns; episode i from ``env.reset(seed=seed + i)`` as ``ddpg-train``."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return returns
-
-
 def one_run(args: argparse.Namespace, peer: str, seed: int) -> dict:
     """Train and evaluate one peer; return its record in ``sample_efficiency``'s layout."""
     import gymnasium as gym
@@ -96,8 +82,8 @@ def one_run(args: argparse.Namespace, peer: str, seed: int) -> dict:
         def _on_step(self) -> bool:
             steps = self.num_timesteps
             if steps % args.eval_every == 0:
-                mean = float(np.mean(evaluate(self.model, eval_env, args.eval_episodes,
-                                              seed + 10_000)))
+                returns = evaluate_sb3(self.model, eval_env, args.eval_episodes, seed + 10_000)
+                mean = float(np.mean(returns))
                 curve.append([steps, round(mean, 1)])
                 print(f'[{_now()}] {peer} seed {seed}: {steps} steps, eval {mean:.1f}, '
                       f'{time.perf_counter() - start:.0f} s', flush=True)

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -41,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from preset_check import load_results  # noqa: E402  (one results-file layout for all)
 from sample_efficiency import (_commit, _now, first_solve, iqm_interval,  # noqa: E402
-                               own_run_directory, read_curve, run_key, save_result)
+                               ddpg_train, own_run_directory, run_key, save_result)
 
 DEFAULT_OUT = HERE / 'out' / 'robustness'
 DEFAULT_RESULTS = HERE / 'results' / 'robustness.json'
@@ -111,20 +109,13 @@ def train(args: argparse.Namespace, variant: str, seed: int) -> dict:
     """Run ``ddpg-train`` for one (variant, seed); evaluate its final checkpoint."""
     directory = args.out / f'{args.env}-{variant}-{args.steps}-seed{seed}'
     flags = VARIANTS[variant]
-    cmd = [str(Path(sys.executable).with_name('ddpg-train')), '--env', args.env,
-           '--total-steps', str(args.steps), '--seed', str(seed), '--torch-threads', '1',
-           '--eval-every', str(args.eval_every), '--eval-episodes', '10',
-           '--no-tensorboard', '--no-progress', '--out', str(directory), *flags]
     # Held through the evaluation: its checkpoint is in there.
     with own_run_directory(directory):
-        if directory.exists():
-            subprocess.run(['rm', '-rf', str(directory)], check=True)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - start
+        proc, wall, curve = ddpg_train(directory, args.env, args.steps, seed, args.eval_every,
+                                       10, flags)
         record = {'env': args.env, 'variant': variant, 'flags': list(flags),
                   'steps': args.steps, 'seed': seed, 'returncode': proc.returncode,
-                  'wall_time_s': round(wall, 1), 'curve': read_curve(directory),
+                  'wall_time_s': round(wall, 1), 'curve': curve,
                   'commit': _commit(), 'finished_utc': _now(),
                   'load_average': round(os.getloadavg()[0], 2)}
         if proc.returncode != 0:
@@ -135,7 +126,7 @@ def train(args: argparse.Namespace, variant: str, seed: int) -> dict:
             record['eval_seed'] = 100_000 + seed
     hard = record.get('evaluation', {}).get('hard', {})
     print(f'[{_now()}] {variant} seed {seed}: exit {proc.returncode}, {wall:.0f} s, first '
-          f"solve {first_solve(record['curve'], args.solved)}, hard {hard.get('full')}/"
+          f"solve {first_solve(curve, args.solved)}, hard {hard.get('full')}/"
           f"{hard.get('episodes')}", flush=True)
     return record
 

@@ -173,21 +173,32 @@ def own_run_directory(directory: Path):
         lock.unlink(missing_ok=True)
 
 
+def ddpg_train(directory: Path, env: str, steps: int, seed: int, eval_every: int,
+               eval_episodes: int, flags: tuple[str, ...]
+               ) -> tuple[subprocess.CompletedProcess, float, list[list[float]]]:
+    """
+    Run ``ddpg-train`` afresh into ``directory``, which the caller holds (own_run_directory).
+
+    :returns: the finished process, its wall time in seconds and its evaluation curve.
+    """
+    cmd = [str(Path(sys.executable).with_name('ddpg-train')), '--env', env,
+           '--total-steps', str(steps), '--seed', str(seed), '--torch-threads', '1',
+           '--eval-every', str(eval_every), '--eval-episodes', str(eval_episodes),
+           '--no-tensorboard', '--no-progress', '--out', str(directory), *flags]
+    if directory.exists():
+        subprocess.run(['rm', '-rf', str(directory)], check=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return proc, time.perf_counter() - start, read_curve(directory)
+
+
 def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
     """Run ``ddpg-train`` for one (variant, seed) and return its record."""
     directory = args.out / f'{args.env}-{variant}-{args.steps}-seed{seed}'
     flags = VARIANTS[variant]
-    cmd = [str(Path(sys.executable).with_name('ddpg-train')), '--env', args.env,
-           '--total-steps', str(args.steps), '--seed', str(seed), '--torch-threads', '1',
-           '--eval-every', str(args.eval_every), '--eval-episodes', str(args.eval_episodes),
-           '--no-tensorboard', '--no-progress', '--out', str(directory), *flags]
     with own_run_directory(directory):
-        if directory.exists():
-            subprocess.run(['rm', '-rf', str(directory)], check=True)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        curve = read_curve(directory)
+        proc, wall, curve = ddpg_train(directory, args.env, args.steps, seed, args.eval_every,
+                                       args.eval_episodes, flags)
     saturated = 'saturated' in proc.stderr
     record = {'env': args.env, 'variant': variant, 'flags': list(flags), 'steps': args.steps,
               'seed': seed, 'returncode': proc.returncode, 'wall_time_s': round(wall, 1),
