@@ -243,14 +243,12 @@ class DDPG:
         outputs x (MR.Q, Fujimoto et al. 2025): an actor pushed deep into saturation gets no
         gradient through the tanh and cannot come back; the penalty's gradient does not vanish.
         """
-        weight = self.config.pre_activation_penalty
-        if weight == 0.0:
-            # float32 values: under bfloat16 autocast the mean (and so the gradient scale)
-            # stays float32.
-            return -self._values(self.critic, obs, self.actor(obs)).mean()
         action, pre = self.actor.forward_with_pre_activation(obs)
-        return (-self._values(self.critic, obs, action).mean()
-                + weight * pre.float().pow(2).mean())
+        # float32 values: under bfloat16 autocast the mean (and so the gradient scale) stays
+        # float32.
+        loss = -self._values(self.critic, obs, action).mean()
+        weight = self.config.pre_activation_penalty
+        return loss + weight * pre.float().pow(2).mean() if weight else loss
 
     def update(self, batch: Batch, check_finite: bool = True) -> UpdateInfo:
         """
