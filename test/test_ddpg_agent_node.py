@@ -239,6 +239,8 @@ def test_bad_parameters_raise_clear_errors(ros_node: RosTestNode, tmp_path, para
 @pytest.mark.parametrize('params, preset, overrides', [
     ({'task': 'inverted_pendulum'}, 'InvertedPendulum-v5', {}),
     ({'task': 'hopper', 'batch_size': 64}, 'Hopper-v5', {'batch_size': 64}),
+    ({'task': 'inverted_pendulum', 'critic_hidden_sizes': [32, 32]}, 'InvertedPendulum-v5',
+     {'critic_hidden_sizes': (32, 32)}),
     ({'task': 'inverted_pendulum', 'preset': 'HalfCheetah-v5', 'actor_lr': 0.002},
      'HalfCheetah-v5', {'actor_lr': 0.002}),
     ({'task': 'inverted_pendulum', 'preset': 'none'}, None, {}),

@@ -395,6 +395,35 @@ def test_a_checkpoint_from_before_the_extensions_loads_as_plain_ddpg() -> None:
     assert np.array_equal(again.act(obs), agent.act(obs))
 
 
+@pytest.mark.parametrize('extensions', [{}, {'n_critics': 2, 'critic_norm': 'layer'},
+                                        {'n_critics': 2, 'critic_norm': 'batch_renorm'}])
+def test_critics_can_be_wider_than_the_actor_and_a_checkpoint_keeps_their_widths(
+        extensions: dict) -> None:
+    config = DDPGConfig(hidden_sizes=(8,), critic_hidden_sizes=(32, 16), device='cpu',
+                        **extensions)
+    agent = DDPG(3, np.array([-1.0]), np.array([1.0]), config)
+    actor_widths = [p.shape[0] for n, p in agent.actor.named_parameters() if n.endswith('bias')]
+    assert actor_widths == [8, 1]
+    for critic in filter(None, (agent.critic, agent.critic_target)):
+        # Every bias vector's length is a layer's width; ensembles hold one row per critic.
+        widths = [p.shape[-1] if isinstance(critic, EnsembleCritic) else p.shape[0]
+                  for n, p in critic.named_parameters() if 'bias' in n and 'norm' not in n]
+        assert widths == [32, 16, 1]
+    restored = DDPGConfig.from_dict(config.to_dict())
+    assert restored.critic_widths == (32, 16) and restored.hidden_sizes == (8,)
+    again = DDPG(3, np.array([-1.0]), np.array([1.0]), restored)
+    again.load_state_dict(agent.state_dict())
+    obs = np.array([0.1, -0.2, 0.3])
+    assert np.array_equal(again.act(obs), agent.act(obs))
+
+
+def test_without_critic_widths_the_critics_take_the_actors() -> None:
+    old = {k: v for k, v in DDPGConfig(hidden_sizes=(8, 4)).to_dict().items()
+           if k != 'critic_hidden_sizes'}
+    config = DDPGConfig.from_dict(old)
+    assert config.critic_hidden_sizes == () and config.critic_widths == (8, 4)
+
+
 @pytest.mark.parametrize('field, value, message', [
     ('n_critics', 0, 'n_critics=0 must be >= 1'),
     ('target_noise', -0.1, 'target_noise=-0.1 must be >= 0'),
@@ -404,6 +433,7 @@ def test_a_checkpoint_from_before_the_extensions_loads_as_plain_ddpg() -> None:
     ('adam_beta1', 1.0, 'adam_beta1=1.0 must be in [0, 1)'),
     ('critic_dropout', 1.0, 'critic_dropout=1.0 must be in [0, 1)'),
     ('pre_activation_penalty', -1e-5, 'pre_activation_penalty=-1e-05 must be >= 0'),
+    ('critic_hidden_sizes', (64, 0), 'critic_hidden_sizes=(64, 0) must be positive widths'),
 ])
 def test_bad_extension_settings_are_refused_by_name(field: str, value: object,
                                                     message: str) -> None:

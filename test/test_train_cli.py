@@ -1,5 +1,6 @@
 """``ddpg-train`` and ``ddpg-eval`` as users run them: learning, outputs, errors."""
 
+import argparse
 import csv
 import ctypes.util
 import os
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddpg_ros.cli.common import add_config_arguments, config_from_args
 from ddpg_ros.core.checkpoint import load_checkpoint
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.core.presets import preset_for
@@ -193,6 +195,29 @@ def test_train_bad_input_is_one_clear_line(tmp_path: Path, args, message) -> Non
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('ddpg-train: error: ')
     assert message in lines[0]
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--observe-last-action', 'false'], {'observe_last_action': False}),
+    (['--observe-last-action', 'True'], {'observe_last_action': True}),
+    (['--critic-hidden-sizes', '1024', '1024'], {'critic_hidden_sizes': (1024, 1024)}),
+    (['--critic-hidden-sizes'], {'critic_hidden_sizes': ()}),
+    (['--hidden-sizes', '64', '64'], {'hidden_sizes': (64, 64)}),
+])
+def test_config_flags_parse_as_their_fields(args: list[str], expected: dict) -> None:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    config = config_from_args(parser.parse_args(args), {'critic_hidden_sizes': [8]})
+    assert {name: getattr(config, name) for name in expected} == expected
+
+
+def test_a_flag_that_is_not_true_or_false_is_refused(capsys) -> None:
+    parser = argparse.ArgumentParser(prog='ddpg-train')
+    add_config_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--observe-last-action', 'maybe'])
+    assert "argument --observe-last-action: 'maybe' is not true or false" in \
+        capsys.readouterr().err
 
 
 def test_eval_refuses_missing_and_mismatched_checkpoints(pendulum_run: PendulumRun,

@@ -26,15 +26,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, preset_note: str = '')
     for f in dataclasses.fields(DDPGConfig):
         flag = '--' + f.name.replace('_', '-')
         default = getattr(defaults, f.name)
-        shown = ' '.join(str(h) for h in default) if f.name == 'hidden_sizes' else default
+        if isinstance(default, tuple):
+            shown = ' '.join(str(h) for h in default) or 'none'
+            # An empty list is a value of its own where the default is empty (critic widths).
+            kind: dict[str, Any] = {'type': int, 'nargs': '+' if default else '*'}
+        elif isinstance(default, bool):
+            shown, kind = str(default).lower(), {'type': parse_bool, 'metavar': '{true,false}'}
+        else:
+            shown, kind = default, {'type': type(default)}
         # The help text shows DDPGConfig's default; the parsed value stays "not given".
         help_text = f'{docs.get(f.name, "")} (DDPGConfig default: {shown})'.replace('%', '%%')
-        if f.name == 'hidden_sizes':
-            group.add_argument(flag, type=int, nargs='+', default=argparse.SUPPRESS,
-                               help=help_text)
-        else:
-            group.add_argument(flag, type=type(default), default=argparse.SUPPRESS,
-                               help=help_text)
+        group.add_argument(flag, default=argparse.SUPPRESS, help=help_text, **kind)
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``) as a flag's value; else an error."""
+    words = {'true': True, '1': True, 'yes': True, 'false': False, '0': False, 'no': False}
+    try:
+        return words[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not true or false') from None
 
 
 def given_config_values(args: argparse.Namespace) -> dict[str, Any]:

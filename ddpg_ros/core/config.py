@@ -32,7 +32,10 @@ class DDPGConfig:
     adam_beta1: float = 0.9
     """Adam's first-moment decay, both optimizers (CrossQ: 0.5)."""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of both the actor and the critic."""
+    """Hidden layer widths of the actor, and of the critics unless critic_hidden_sizes is set."""
+    critic_hidden_sizes: tuple[int, ...] = ()
+    """Hidden layer widths of the critics when they differ from the actor's (CrossQ: 2048-wide
+    critics beside a 256-256 actor); empty: hidden_sizes. Only the actor runs on the robot."""
     learning_starts: int = 10_000
     """Environment steps of uniform random actions before the first update."""
     updates_per_step: float = 1.0
@@ -78,6 +81,7 @@ class DDPGConfig:
 
     def __post_init__(self) -> None:
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        self.critic_hidden_sizes = tuple(int(h) for h in self.critic_hidden_sizes)
         self.validate()
 
     def validate(self) -> None:
@@ -93,6 +97,8 @@ class DDPGConfig:
             _check(math.isfinite(value) and value > 0.0, name, value, 'must be > 0')
         _check(len(self.hidden_sizes) >= 1 and all(h >= 1 for h in self.hidden_sizes),
                'hidden_sizes', self.hidden_sizes, 'must be one or more positive widths')
+        _check(all(h >= 1 for h in self.critic_hidden_sizes), 'critic_hidden_sizes',
+               self.critic_hidden_sizes, 'must be positive widths (none: hidden_sizes)')
         _check(self.learning_starts >= 0, 'learning_starts', self.learning_starts,
                'must be >= 0')
         _check(math.isfinite(self.updates_per_step) and self.updates_per_step >= 0.0,
@@ -129,6 +135,11 @@ class DDPGConfig:
                 and self.critic_dropout == 0.0)
 
     @property
+    def critic_widths(self) -> tuple[int, ...]:
+        """The critics' hidden layer widths: critic_hidden_sizes, or the actor's when empty."""
+        return self.critic_hidden_sizes or self.hidden_sizes
+
+    @property
     def target_networks(self) -> bool:
         """Say whether the learner keeps target networks (all but CrossQ's critics do)."""
         return self.critic_norm != 'batch_renorm'
@@ -137,6 +148,7 @@ class DDPGConfig:
         """Plain types only, so a checkpoint can store it without pickling objects."""
         data = dataclasses.asdict(self)
         data['hidden_sizes'] = list(self.hidden_sizes)
+        data['critic_hidden_sizes'] = list(self.critic_hidden_sizes)
         return data
 
     @classmethod

@@ -104,17 +104,17 @@ class DDPG:
         self.action_high = action_high
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        hidden = config.hidden_sizes
-        self.actor = Actor(obs_dim, action_low, action_high, hidden).to(self.device)
+        self.actor = Actor(obs_dim, action_low, action_high, config.hidden_sizes).to(self.device)
         # Random draws of the extensions (target smoothing, dropout masks) come from a
         # generator of their own, whose state a checkpoint keeps.
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(config.seed)
         self.critic: Critic | EnsembleCritic
         if config.plain_critic:
-            self.critic = Critic(obs_dim, action_low.size, hidden).to(self.device)
+            self.critic = Critic(obs_dim, action_low.size, config.critic_widths).to(self.device)
         else:
-            self.critic = EnsembleCritic(config.n_critics, obs_dim, action_low.size, hidden,
+            self.critic = EnsembleCritic(config.n_critics, obs_dim, action_low.size,
+                                         config.critic_widths,
                                          layer_norm=config.critic_norm == 'layer',
                                          dropout=config.critic_dropout,
                                          batch_renorm=config.critic_norm == 'batch_renorm'

@@ -38,7 +38,7 @@ PRESET_FIELDS: dict[str, type] = {
 """Every setting a preset may hold, with the type its value must have (tuple: a list)."""
 
 _TYPE_WORDS = {int: 'an integer', float: 'a float with a decimal point', str: 'a string',
-               tuple: 'a list of integers'}
+               tuple: 'a list of integers', bool: 'true or false'}
 
 
 def _check_value(where: str, key: str, value: Any) -> Any:

@@ -23,9 +23,18 @@ def declare_fields(node: Node, cls: type, defaults: Any) -> dict[str, Any]:
     for f in dataclasses.fields(cls):
         default = getattr(defaults, f.name)
         default = list(default) if isinstance(default, tuple) else default
-        # An empty list says nothing of its element type, and rclpy would guess wrong.
-        declared = Parameter.Type.DOUBLE_ARRAY if default == [] else default
+        # An empty list says nothing of its element type, and rclpy would guess wrong: the
+        # field's annotation (``tuple[int, ...]``) says it.
+        declared = _empty_list_type(f) if default == [] else default
         descriptor = ParameterDescriptor(description=docs.get(f.name, ''), read_only=True)
         value = node.declare_parameter(f.name, declared, descriptor).value
         values[f.name] = default if value is None else value
     return values
+
+
+def _empty_list_type(f: dataclasses.Field) -> Parameter.Type:
+    """The ROS type of a list field whose default is empty: integers or doubles."""
+    annotation = f.type if isinstance(f.type, str) else getattr(f.type, '__name__', '')
+    if annotation.startswith('tuple[int'):
+        return Parameter.Type.INTEGER_ARRAY
+    return Parameter.Type.DOUBLE_ARRAY
