@@ -34,7 +34,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 from ddpg_ros.core.presets import describe, preset_for  # noqa: E402
+from report import replace_run  # noqa: E402
 
 DEFAULT_OUT = HERE / 'out' / 'presets'
 DEFAULT_RESULTS = HERE / 'results' / 'presets.json'
@@ -115,14 +117,7 @@ def load_results(path: Path) -> dict:
 
 def save_result(path: Path, run: dict) -> None:
     """Add (or replace) one run in the results file, written whole each time."""
-    results = load_results(path)
-    results['runs'] = [r for r in results['runs'] if run_key(r) != run_key(run)] + [run]
-    results['runs'].sort(key=lambda r: (r['env'], r['steps'], describe(r['preset']),
-                                        r['seed']))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.tmp')
-    tmp.write_text(json.dumps(results, indent=1) + '\n')
-    tmp.replace(path)
+    replace_run(path, run, run_key, load_results)
 
 
 def markdown(results: dict) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -18,3 +21,26 @@ def save_report(json_path: Path, result: dict, table: str) -> None:
     json_path.write_text(json.dumps(result, indent=1) + '\n')
     json_path.with_suffix('.md').write_text(table.rstrip('\n') + '\n')
     print(table)
+
+
+def replace_run(path: Path, run: dict, key: Callable[[dict], tuple],
+                load: Callable[[Path], dict]) -> None:
+    """
+    Add ``run`` to the results file at ``path``, replacing the run with the same ``key``.
+
+    Several drivers may share one results file (one per env, a peer beside them): each
+    reads, changes and writes the file whole under an exclusive lock, so that no driver's
+    run is lost to another's write, and through a rename, so that a reader never sees half.
+
+    :param key: a run's identity, also the order of the runs in the file.
+    :param load: reads the file (an empty results dict when there is none).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + '.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = load(path)
+        results['runs'] = sorted([r for r in results['runs'] if key(r) != key(run)] + [run],
+                                 key=key)
+        tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
+        tmp.write_text(json.dumps(results, indent=1) + '\n')
+        tmp.replace(path)

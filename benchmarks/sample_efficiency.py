@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -45,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from preset_check import load_results  # noqa: E402  (one results-file layout for both)
+from report import replace_run  # noqa: E402
 DEFAULT_OUT = HERE / 'out' / 'sample_efficiency'
 DEFAULT_RESULTS = HERE / 'results' / 'sample_efficiency.json'
 
@@ -96,6 +96,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     'crossq_pa1e-2': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
                       '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
                       '--actor-lr', '3e-4', '--pre-activation-penalty', '1e-2'),
+    # The same with wider critics (the actor stays 256-256): how the return grows with the
+    # critics' width, CrossQ's paper using 2,048.
+    **{f'crossq_pa1e-2_c{width}': (
+        '--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
+        '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
+        '--actor-lr', '3e-4', '--pre-activation-penalty', '1e-2',
+        '--critic-hidden-sizes', str(width), str(width)) for width in (512, 1024, 2048)},
     'crossq_lr1e-3': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
                       '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2'),
     'crossq_64_utd4': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
@@ -129,14 +136,8 @@ def run_key(run: dict) -> tuple:
 
 
 def save_result(path: Path, run: dict) -> None:
-    """Add (or replace) one run; the file is written whole, through a rename."""
-    results = load_results(path)
-    results['runs'] = [r for r in results['runs'] if run_key(r) != run_key(run)] + [run]
-    results['runs'].sort(key=run_key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix('.tmp')
-    tmp.write_text(json.dumps(results, indent=1) + '\n')
-    tmp.replace(path)
+    """Add (or replace) one run; other drivers on the same file wait their turn."""
+    replace_run(path, run, run_key, load_results)
 
 
 @contextlib.contextmanager
