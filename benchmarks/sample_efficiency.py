@@ -49,6 +49,10 @@ DEFAULT_OUT = HERE / 'out' / 'sample_efficiency'
 DEFAULT_RESULTS = HERE / 'results' / 'sample_efficiency.json'
 
 TD3 = ('--n-critics', '2', '--target-noise', '0.2', '--policy-delay', '2')
+CROSSQ_PA = ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
+             '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
+             '--actor-lr', '3e-4', '--pre-activation-penalty', '1e-2')
+"""HalfCheetah's preset (section 8d) from plain DDPG's values, flag by flag."""
 VARIANTS: dict[str, tuple[str, ...]] = {
     # The preset of the env as it is in presets.yaml (whatever it now holds).
     'preset': (),
@@ -93,16 +97,15 @@ VARIANTS: dict[str, tuple[str, ...]] = {
                '--actor-lr', '3e-4'),
     # The same with MR.Q's penalty on the actor's pre-tanh outputs, against seed 1's actor
     # running to its bounds.
-    'crossq_pa1e-2': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
-                      '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
-                      '--actor-lr', '3e-4', '--pre-activation-penalty', '1e-2'),
+    'crossq_pa1e-2': CROSSQ_PA,
     # The same with wider critics (the actor stays 256-256): how the return grows with the
     # critics' width, CrossQ's paper using 2,048.
-    **{f'crossq_pa1e-2_c{width}': (
-        '--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
-        '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2',
-        '--actor-lr', '3e-4', '--pre-activation-penalty', '1e-2',
-        '--critic-hidden-sizes', str(width), str(width)) for width in (512, 1024, 2048)},
+    **{f'crossq_pa1e-2_c{width}': (*CROSSQ_PA, '--critic-hidden-sizes', str(width), str(width))
+       for width in (512, 1024, 2048)},
+    # bfloat16 products, which the widest critics need here to be affordable, at 256 and 2048.
+    **{f'crossq_pa1e-2_c{width}_bf16': (
+        *CROSSQ_PA, '--critic-hidden-sizes', str(width), str(width), '--precision', 'bfloat16')
+       for width in (256, 2048)},
     'crossq_lr1e-3': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
                       '--policy-delay', '3', '--adam-beta1', '0.5', '--target-noise', '0.2'),
     'crossq_64_utd4': ('--preset', 'ddpg', '--n-critics', '2', '--critic-norm', 'batch_renorm',
