@@ -295,19 +295,24 @@ def summarize(results: dict, solved: float, stable: float) -> str:
     return '\n'.join(lines)
 
 
-def final_returns(results: dict, env: str, steps: int) -> str:
-    """Markdown: per variant, each seed's last evaluation and their IQM [95 % CI]."""
+def final_returns(results: dict, env: str, steps: int, at: int | None = None) -> str:
+    """
+    Markdown: per variant, each seed's evaluation at ``at`` and their IQM [95 % CI].
+
+    :param at: the step to read in runs of any length from ``at`` on (the shortest run of
+        each variant and seed), a longer run being the same run up to there; default: the
+        last evaluation of runs of ``steps``.
+    """
+    read = steps if at is None else at
     groups: dict[str, list[dict]] = {}
-    for run in results['runs']:
-        if run['env'] == env and run['steps'] == steps and run['returncode'] == 0 \
-                and run['curve'] and run['curve'][-1][0] == steps:
-            groups.setdefault(run['variant'], []).append(run)
-    lines = [f'| {env}, {steps:,} steps: variant | seeds | return at {steps:,} per seed | '
+    for run in runs_at(results, env, read, exact=at is None):
+        groups.setdefault(run['variant'], []).append(run)
+    lines = [f'| {env}, {read:,} steps: variant | seeds | return at {read:,} per seed | '
              'IQM [95 % CI] | actor saturated | wall s, median |',
              '| --- | --- | --- | --- | --- | --- |']
     for variant, runs in sorted(groups.items()):
         runs.sort(key=lambda r: r['seed'])
-        finals = [r['curve'][-1][1] for r in runs]
+        finals = [return_at(r, read) for r in runs]
         iqm, low, high = iqm_interval(finals) if len(finals) >= 2 else (finals[0],) * 3
         lines.append(f'| {variant} | {len(runs)} | '
                      + ', '.join(f'{f:,.0f}' for f in finals)
@@ -315,6 +320,72 @@ def final_returns(results: dict, env: str, steps: int) -> str:
                      f'{sum(r["saturated"] for r in runs)} | '
                      f'{np.median([r["wall_time_s"] for r in runs]):.0f} |')
     return '\n'.join(lines)
+
+
+def runs_at(results: dict, env: str, step: int, exact: bool = False) -> list[dict]:
+    """
+    The finished runs at ``env`` with an evaluation at ``step``, one per variant and seed.
+
+    :param exact: only runs of ``step`` steps; otherwise the shortest run from ``step`` on (a
+        longer run is the same run up to there).
+    """
+    chosen: dict[tuple[str, int], dict] = {}
+    for run in results['runs']:
+        long_enough = run['steps'] == step if exact else run['steps'] >= step
+        if run['env'] != env or run['returncode'] != 0 or not long_enough \
+                or not any(s == step for s, _ in run['curve']):
+            continue
+        key = run['variant'], run['seed']
+        if key not in chosen or run['steps'] < chosen[key]['steps']:
+            chosen[key] = run
+    return list(chosen.values())
+
+
+def return_at(run: dict, step: int) -> float:
+    """The run's evaluation at ``step``."""
+    return next(ret for s, ret in run['curve'] if s == step)
+
+
+def critic_width(run: dict) -> int:
+    """The width of a run's critics: ``--critic-hidden-sizes`` when given, else 256."""
+    flags = run['flags']
+    if '--critic-hidden-sizes' in flags:
+        return int(flags[flags.index('--critic-hidden-sizes') + 1])
+    return 256
+
+
+def plot_widths(results: dict, env: str, at: int, variants: list[str], path: Path) -> None:
+    """The return at step ``at`` against the critics' width: every seed, and each median."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
+    for precision, marker in (('float32', 'o'), ('bfloat16', 's')):
+        points: dict[int, list[float]] = {}
+        for run in runs_at(results, env, at):
+            if run['variant'] in variants \
+                    and ('bfloat16' in run['flags']) == (precision == 'bfloat16'):
+                points.setdefault(critic_width(run), []).append(return_at(run, at))
+        if not points:
+            continue
+        widths = sorted(points)
+        for width in widths:
+            ax.scatter([width] * len(points[width]), points[width], marker=marker,
+                       color='C0' if precision == 'float32' else 'C1', alpha=0.5, s=18)
+        ax.plot(widths, [np.median(points[w]) for w in widths], marker=marker,
+                color='C0' if precision == 'float32' else 'C1',
+                label=f'{precision} products (median; dots: seeds)')
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel("critics' hidden width (two layers; the actor stays 256-256)")
+    ax.set_ylabel(f'noise-free return at {at:,} steps')
+    ax.set_title(f'{env}: return against critic width')
+    ax.grid(alpha=0.3)
+    ax.legend(loc='upper left', fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_curves(results: dict, env: str, steps: int, variants: list[str], path: Path) -> None:
@@ -368,14 +439,19 @@ def main() -> int:
     parser.add_argument('--summarize', action='store_true',
                         help='print the table of what has finished and run nothing')
     parser.add_argument('--plot', type=Path,
-                        help="with --summarize: draw --variants' curves at --env and --steps")
+                        help="with --summarize: draw --variants' curves at --env and --steps "
+                             '(with --at: their returns at that step against critic width)')
+    parser.add_argument('--at', type=int,
+                        help='with --summarize: returns at this step, from runs of any length')
     args = parser.parse_args()
     if args.summarize:
         results = load_results(args.results)
         print(summarize(results, args.solved, args.stable))
         print()
-        print(final_returns(results, args.env, args.steps))
-        if args.plot is not None:
+        print(final_returns(results, args.env, args.steps, args.at))
+        if args.plot is not None and args.at is not None:
+            plot_widths(results, args.env, args.at, args.variants, args.plot)
+        elif args.plot is not None:
             plot_curves(results, args.env, args.steps, args.variants, args.plot)
         return 0
     peers = [v for v in args.variants if v in PEERS]
