@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ddpg_ros.core.run_log import CSV_FIELDS, BackgroundRunLog, RunLog, prepare_output_dir
+from ddpg_ros.core.run_log import (CSV_FIELDS, EPISODE_FIELDS, BackgroundRunLog, RunLog,
+                                   prepare_output_dir)
 
 from agent_helpers import agent_command
 from conftest import ProcessGroup
@@ -69,22 +70,48 @@ def test_a_resumed_run_log_continues_the_csv(tmp_path: Path) -> None:
     first.close()
     resumed = RunLog(tmp_path, tensorboard=False, append=True)
     resumed.record({'env_steps': 2, 'updates': 1, 'train_return_mean': 2.0})
+    resumed.episode(5.0, 2)
     resumed.close()
     fields, rows = read_rows(tmp_path / 'progress.csv')
     assert tuple(fields) == CSV_FIELDS and [r['env_steps'] for r in rows] == ['1', '2']
+    fields, rows = read_rows(tmp_path / 'episodes.csv')
+    assert tuple(fields) == EPISODE_FIELDS and [r['episode_return'] for r in rows] == ['5.0']
+
+
+def test_a_resumed_run_log_continues_episodes_csv(tmp_path: Path) -> None:
+    first = RunLog(tmp_path, tensorboard=False)
+    first.episode(1.0, 10)
+    first.close()
+    resumed = RunLog(tmp_path, tensorboard=False, append=True)
+    resumed.episode(2.0, 20)
+    resumed.close()
+    fields, rows = read_rows(tmp_path / 'episodes.csv')
+    assert tuple(fields) == EPISODE_FIELDS and [r['env_steps'] for r in rows] == ['10', '20']
 
 
 def test_background_run_log_writes_everything_queued_before_close(tmp_path: Path) -> None:
     errors: list[str] = []
     log = BackgroundRunLog(tmp_path, on_error=errors.append)
     for step in range(1, 201):
-        log.scalar('train/episode_return', float(step), step)
+        log.episode(float(step) / 2, step)
     log.record({'env_steps': 200, 'updates': 100, 'train_return_mean': 7.0})
     assert log.close(timeout=60.0)
     assert errors == []
     assert [r['env_steps'] for r in read_rows(tmp_path / 'progress.csv')[1]] == ['200']
+    fields, episodes = read_rows(tmp_path / 'episodes.csv')
+    assert tuple(fields) == EPISODE_FIELDS
+    assert [(int(r['env_steps']), float(r['episode_return'])) for r in episodes] == [
+        (step, step / 2) for step in range(1, 201)]
     assert (tmp_path / 'learning_curve.png').read_bytes().startswith(PNG_MAGIC)
-    assert scalar_tags(tmp_path)['train/episode_return'] == [float(s) for s in range(1, 201)]
+    assert scalar_tags(tmp_path)['train/episode_return'] == [s / 2 for s in range(1, 201)]
+
+
+def test_a_robot_run_has_a_curve_from_its_first_episode_on(tmp_path: Path) -> None:
+    log = RunLog(tmp_path, tensorboard=False)
+    log.episode(-3.5, 40)
+    assert log.plot() == tmp_path / 'learning_curve.png'
+    log.close()
+    assert (tmp_path / 'learning_curve.png').read_bytes().startswith(PNG_MAGIC)
 
 
 def test_background_run_log_reports_a_failing_write_once_and_goes_on(tmp_path: Path) -> None:
@@ -140,6 +167,10 @@ def test_the_train_profile_writes_progress_tensorboard_and_a_curve_into_checkpoi
     assert int(rows[-1]['updates']) > 0 and rows[-1]['critic_loss'] != ''
     tags = scalar_tags(runs)
     assert len(tags['train/episode_return']) == int(rows[-1]['episodes'])
+    episodes = read_rows(runs / 'episodes.csv')[1]
+    assert [float(r['episode_return']) for r in episodes] == pytest.approx(
+        tags['train/episode_return'])
+    assert int(episodes[-1]['env_steps']) <= 2500
     assert tags['train/train_return_mean'] == pytest.approx(
         [float(r['train_return_mean']) for r in rows])
     assert (runs / 'learning_curve.png').read_bytes().startswith(PNG_MAGIC)

@@ -81,7 +81,8 @@ def test_trains_with_bfloat16_products_and_keeps_float32_weights(tmp_path: Path)
 def test_writes_every_output(pendulum_run: PendulumRun) -> None:
     out = pendulum_run.out
     names = {p.name for p in out.iterdir()}
-    assert {'checkpoint.pt', 'best.pt', 'progress.csv', 'learning_curve.png'} <= names
+    assert {'checkpoint.pt', 'best.pt', 'progress.csv', 'episodes.csv',
+            'learning_curve.png'} <= names
     assert any(n.startswith('events.out.tfevents') for n in names)
     assert (out / 'learning_curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     checkpoint = load_checkpoint(out / 'checkpoint.pt')
@@ -89,6 +90,11 @@ def test_writes_every_output(pendulum_run: PendulumRun) -> None:
     assert checkpoint.counters['updates'] == _preset_updates(PENDULUM_STEPS)
     assert checkpoint.spec.task == 'inverted_pendulum'
     assert checkpoint.spec.env_id == 'InvertedPendulum-v5'
+    # One row per episode, the resumed part appended to the first.
+    with open(out / 'episodes.csv', newline='') as f:
+        ends = [int(row['env_steps']) for row in csv.DictReader(f)]
+    assert len(ends) == checkpoint.counters['episodes']
+    assert ends == sorted(ends) and 0 < ends[0] and ends[-1] <= PENDULUM_STEPS
 
 
 def test_eval_reports_the_return_on_its_last_line(pendulum_run: PendulumRun) -> None:

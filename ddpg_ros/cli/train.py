@@ -212,7 +212,7 @@ class Trainer:
                 obs = next_obs
                 if terminated or truncated:
                     recent_returns.append(episode_return)
-                    logger.scalar('train/episode_return', episode_return, step)
+                    logger.episode(episode_return, step)
                     self.episodes += 1
                     episode_return = 0.0
                     obs, _ = env.reset()

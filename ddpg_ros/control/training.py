@@ -374,7 +374,7 @@ class LocalTraining(CheckpointedRun):
 
     def episode_ended(self, episode_return: float, env_steps: int) -> None:
         """Log the return and start the next episode's noise afresh."""
-        self.run_log.scalar('train/episode_return', episode_return, env_steps)
+        self.run_log.episode(episode_return, env_steps)
         self.noise.reset()
 
     def record_progress(self) -> None:

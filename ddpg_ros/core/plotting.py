@@ -12,7 +12,8 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str =
 
     Noise-free evaluations (mean and one standard deviation) when the run has them, as
     ``ddpg-train`` does; the mean return of the recent training episodes (with noise)
-    always, which is all a robot's run has.
+    always, which is all a robot's run has; and each training episode's return as a dot when
+    ``episodes.csv`` lies beside the CSV (the mean of ten lags them).
 
     :raises ValueError: when the CSV holds no return yet.
     """
@@ -25,7 +26,8 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str =
     evaluated = [r for r in rows if r.get('eval_return_mean')]
     train = [(int(r['env_steps']), float(r['train_return_mean']))
              for r in rows if r.get('train_return_mean')]
-    if not evaluated and not train:
+    episodes = _episodes(Path(csv_path).with_name('episodes.csv'))
+    if not evaluated and not train and not episodes:
         raise ValueError(f'{csv_path} has no returns yet')
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
@@ -36,6 +38,9 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str =
         ax.plot(steps, mean, marker='o', color='tab:blue', label='evaluation (no noise)')
         ax.fill_between(steps, [m - s for m, s in zip(mean, std)],
                         [m + s for m, s in zip(mean, std)], color='tab:blue', alpha=0.2)
+    if episodes:
+        ax.scatter(*zip(*episodes), color='tab:orange', alpha=0.35, s=6, linewidths=0,
+                   label='each training episode (with noise)')
     if train:
         ax.plot(*zip(*train), color='tab:orange', alpha=0.8,
                 label='training episodes (last 10, with noise)')
@@ -52,3 +57,13 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str =
     plt.close(fig)
     partial.replace(png_path)
     return png_path
+
+
+def _episodes(path: Path) -> list[tuple[int, float]]:
+    """``(env_steps, episode_return)`` of each row of an ``episodes.csv``; none when absent."""
+    if not path.is_file():
+        return []
+    with open(path, newline='') as f:
+        # A row being written as the file is read ends early: skipped.
+        return [(int(r['env_steps']), float(r['episode_return'])) for r in csv.DictReader(f)
+                if r.get('env_steps') and r.get('episode_return')]

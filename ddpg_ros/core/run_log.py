@@ -1,5 +1,6 @@
 """
-What a training run writes for people to look at: ``progress.csv``, TensorBoard, a PNG.
+What a training run writes for people to look at: ``progress.csv``, ``episodes.csv``,
+TensorBoard, a PNG.
 
 ``ddpg-train`` and ``ddpg_agent`` write the same three things into their output directory,
 with the same CSV columns, so one set of tools (TensorBoard, a spreadsheet, the PNG) reads
@@ -23,6 +24,10 @@ CSV_FIELDS = ('env_steps', 'updates', 'episodes', 'time_s', 'steps_per_s', 'eval
               'eval_return_std', 'train_return_mean', 'critic_loss', 'actor_loss', 'q_mean',
               'actor_at_bound')
 """The columns of ``progress.csv``; a value not known at a row is left empty."""
+EPISODE_FIELDS = ('env_steps', 'episode_return')
+"""The columns of ``episodes.csv``: one row per finished training episode, as SB3's Monitor
+writes, at the step it ended."""
+EPISODES_FILE = 'episodes.csv'
 CURVE_FILE = 'learning_curve.png'
 
 
@@ -46,7 +51,7 @@ def prepare_output_dir(path: str | os.PathLike, what: str = 'output directory') 
 
 class RunLog:
     """
-    ``progress.csv``, TensorBoard scalars and ``learning_curve.png`` in one directory.
+    ``progress.csv``, ``episodes.csv``, TensorBoard scalars and ``learning_curve.png``.
 
     :param out: the directory; it must exist (see :func:`prepare_output_dir`).
     :param tensorboard: also write TensorBoard event files into ``out``.
@@ -72,6 +77,13 @@ class RunLog:
         if header:
             self._csv.writeheader()
             self._csv_file.flush()
+        episodes = self.out / EPISODES_FILE
+        header = not (append and episodes.is_file() and episodes.stat().st_size)
+        self._episodes_file = open(episodes, 'a' if append else 'w', newline='')
+        self._episodes = csv.writer(self._episodes_file)
+        if header:
+            self._episodes.writerow(EPISODE_FIELDS)
+            self._episodes_file.flush()
         self._writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -82,6 +94,12 @@ class RunLog:
         value = float(value)
         if self._writer is not None and math.isfinite(value):
             self._writer.add_scalar(tag, value, step)
+
+    def episode(self, episode_return: float, env_steps: int) -> None:
+        """One finished training episode: a row of ``episodes.csv`` and a TensorBoard scalar."""
+        self._episodes.writerow((int(env_steps), float(episode_return)))
+        self._episodes_file.flush()
+        self.scalar('train/episode_return', episode_return, env_steps)
 
     def record(self, row: Mapping[str, Any]) -> None:
         """
@@ -119,6 +137,7 @@ class RunLog:
     def close(self) -> None:
         """Flush and close the files."""
         self._csv_file.close()
+        self._episodes_file.close()
         if self._writer is not None:
             self._writer.close()
 
@@ -149,6 +168,10 @@ class BackgroundRunLog:
     def scalar(self, tag: str, value: float, step: int) -> None:
         """Queue one TensorBoard scalar."""
         self._queue.put(('scalar', (tag, value, step)))
+
+    def episode(self, episode_return: float, env_steps: int) -> None:
+        """Queue one ``episodes.csv`` row (see :meth:`RunLog.episode`)."""
+        self._queue.put(('episode', (episode_return, env_steps)))
 
     def record(self, row: Mapping[str, Any]) -> None:
         """Queue one ``progress.csv`` row (see :meth:`RunLog.record`)."""

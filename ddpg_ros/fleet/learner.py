@@ -286,7 +286,7 @@ class FleetLearner(CheckpointedRun):
             self.episodes += len(batch.episode_returns)
             self.recent_returns.extend(batch.episode_returns)
         for value in batch.episode_returns:
-            self.run_log.scalar('train/episode_return', value, self.transitions)
+            self.run_log.episode(value, self.transitions)
         self._grant(before, self.transitions)
         every = self.settings.checkpoint_every
         if every and self.transitions // every > before // every:
