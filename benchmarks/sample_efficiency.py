@@ -324,7 +324,7 @@ def final_returns(results: dict, env: str, steps: int, at: int | None = None) ->
 
 def runs_at(results: dict, env: str, step: int, exact: bool = False) -> list[dict]:
     """
-    The finished runs at ``env`` with an evaluation at ``step``, one per variant and seed.
+    Return the finished runs at ``env`` with an evaluation at ``step``, one per variant and seed.
 
     :param exact: only runs of ``step`` steps; otherwise the shortest run from ``step`` on (a
         longer run is the same run up to there).
@@ -342,12 +342,12 @@ def runs_at(results: dict, env: str, step: int, exact: bool = False) -> list[dic
 
 
 def return_at(run: dict, step: int) -> float:
-    """The run's evaluation at ``step``."""
+    """Return the run's evaluation at ``step``."""
     return next(ret for s, ret in run['curve'] if s == step)
 
 
 def critic_width(run: dict) -> int:
-    """The width of a run's critics: ``--critic-hidden-sizes`` when given, else 256."""
+    """Return the width of a run's critics: ``--critic-hidden-sizes`` when given, else 256."""
     flags = run['flags']
     if '--critic-hidden-sizes' in flags:
         return int(flags[flags.index('--critic-hidden-sizes') + 1])
@@ -355,7 +355,7 @@ def critic_width(run: dict) -> int:
 
 
 def plot_widths(results: dict, env: str, at: int, variants: list[str], path: Path) -> None:
-    """The return at step ``at`` against the critics' width: every seed, and each median."""
+    """Plot the return at step ``at`` against the critics' width: every seed, each median."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

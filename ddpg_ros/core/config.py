@@ -136,7 +136,7 @@ class DDPGConfig:
 
     @property
     def critic_widths(self) -> tuple[int, ...]:
-        """The critics' hidden layer widths: critic_hidden_sizes, or the actor's when empty."""
+        """Return the critics' hidden widths: critic_hidden_sizes, or the actor's when empty."""
         return self.critic_hidden_sizes or self.hidden_sizes
 
     @property

@@ -1,10 +1,11 @@
 """
-What a training run writes for people to look at: ``progress.csv``, ``episodes.csv``,
-TensorBoard, a PNG.
+What a training run writes for people to look at: CSV files, TensorBoard, a PNG.
 
-``ddpg-train`` and ``ddpg_agent`` write the same three things into their output directory,
-with the same CSV columns, so one set of tools (TensorBoard, a spreadsheet, the PNG) reads
-either. :class:`RunLog` writes synchronously, for a loop that may wait on the disk;
+``progress.csv`` holds a row per logging interval, ``episodes.csv`` a row per episode.
+
+``ddpg-train``, ``ddpg_agent`` and ``ddpg_learner`` write the same files into their output
+directory, with the same CSV columns, so one set of tools (TensorBoard, a spreadsheet, the
+PNG) reads any of them. :class:`RunLog` writes synchronously, for a loop that may wait on the disk;
 :class:`BackgroundRunLog` hands every write to a thread of its own, for a control loop that
 must not.
 """

@@ -33,7 +33,7 @@ def declare_fields(node: Node, cls: type, defaults: Any) -> dict[str, Any]:
 
 
 def _empty_list_type(f: dataclasses.Field) -> Parameter.Type:
-    """The ROS type of a list field whose default is empty: integers or doubles."""
+    """Return the ROS type of a list field whose default is empty: integers or doubles."""
     annotation = f.type if isinstance(f.type, str) else getattr(f.type, '__name__', '')
     if annotation.startswith('tuple[int'):
         return Parameter.Type.INTEGER_ARRAY
