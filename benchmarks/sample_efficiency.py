@@ -377,15 +377,12 @@ def plot_widths(results: dict, env: str, at: int, variants: list[str], path: Pat
                 color='C0' if precision == 'float32' else 'C1',
                 label=f'{precision} products (median; dots: seeds)')
     ax.set_xscale('log', base=2)
-    ax.set_xlabel("critics' hidden width (two layers; the actor stays 256-256)")
-    ax.set_ylabel(f'noise-free return at {at:,} steps')
-    ax.set_title(f'{env}: return against critic width')
-    ax.grid(alpha=0.3)
-    ax.legend(loc='upper left', fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    shown = sorted({critic_width(run) for run in runs_at(results, env, at)
+                    if run['variant'] in variants})
+    ax.set_xticks(shown, [str(width) for width in shown])
+    ax.minorticks_off()
+    _save_figure(fig, ax, path, "critics' hidden width (two layers; the actor stays 256-256)",
+                 f'noise-free return at {at:,} steps', f'{env}: return against critic width')
 
 
 def plot_curves(results: dict, env: str, steps: int, variants: list[str], path: Path) -> None:
@@ -409,9 +406,18 @@ def plot_curves(results: dict, env: str, steps: int, variants: list[str], path: 
         ax.plot(grid, median, color=color, linewidth=2,
                 label=f'{variant} (median of {len(runs)} seeds)' if len(runs) > 1
                 else f'{variant} (1 seed)')
-    ax.set_xlabel('environment steps')
-    ax.set_ylabel('noise-free return')
-    ax.set_title(f'{env}: evaluations during training')
+    _save_figure(fig, ax, path, 'environment steps', 'noise-free return',
+                 f'{env}: evaluations during training')
+
+
+def _save_figure(fig, ax, path: Path, xlabel: str, ylabel: str,  # noqa: ANN001
+                 title: str) -> None:
+    """Label, grid and legend the axes, write the PNG (its folder made), close the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc='upper left', fontsize=8)
     fig.tight_layout()
