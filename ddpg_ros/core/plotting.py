@@ -39,7 +39,7 @@ def plot_learning_curve(csv_path: str | Path, png_path: str | Path, title: str =
         ax.fill_between(steps, [m - s for m, s in zip(mean, std)],
                         [m + s for m, s in zip(mean, std)], color='tab:blue', alpha=0.2)
     if episodes:
-        ax.scatter(*zip(*episodes), color='tab:orange', alpha=0.35, s=6, linewidths=0,
+        ax.scatter(*zip(*episodes), color='tab:orange', alpha=0.6, s=12, linewidths=0,
                    label='each training episode (with noise)')
     if train:
         ax.plot(*zip(*train), color='tab:orange', alpha=0.8,
