@@ -5,9 +5,9 @@ What a training run writes for people to look at: CSV files, TensorBoard, a PNG.
 
 ``ddpg-train``, ``ddpg_agent`` and ``ddpg_learner`` write the same files into their output
 directory, with the same CSV columns, so one set of tools (TensorBoard, a spreadsheet, the
-PNG) reads any of them. :class:`RunLog` writes synchronously, for a loop that may wait on the disk;
-:class:`BackgroundRunLog` hands every write to a thread of its own, for a control loop that
-must not.
+PNG) reads any of them. :class:`RunLog` writes synchronously, for a loop that may wait on
+the disk; :class:`BackgroundRunLog` hands every write to a thread of its own, for a control
+loop that must not.
 """
 
 from __future__ import annotations
