@@ -340,7 +340,7 @@ def test_resume_restores_networks_optimizers_counters_noise_and_buffer(
         saved.append(first.save_checkpoint())
     stop_agent(ros_node, first)
     # The last two checkpoints with their buffers remain; no episode ended, so no best.pt.
-    run_log = ('progress.csv', 'learning_curve.png', 'events.out.tfevents.')
+    run_log = ('progress.csv', 'episodes.csv', 'learning_curve.png', 'events.out.tfevents.')
     assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(run_log)) == sorted(
         [saved[1].name, saved[2].name, saved[1].with_suffix('.npz').name,
          saved[2].with_suffix('.npz').name])
