@@ -34,7 +34,7 @@ def declare_fields(node: Node, cls: type, defaults: Any) -> dict[str, Any]:
 
 def _empty_list_type(f: dataclasses.Field) -> Parameter.Type:
     """Return the ROS type of a list field whose default is empty: integers or doubles."""
-    annotation = f.type if isinstance(f.type, str) else getattr(f.type, '__name__', '')
-    if annotation.startswith('tuple[int'):
+    # A string under ``from __future__ import annotations``, else a type: str() reads both.
+    if str(f.type).startswith('tuple[int'):
         return Parameter.Type.INTEGER_ARRAY
     return Parameter.Type.DOUBLE_ARRAY
