@@ -17,12 +17,20 @@ Adam lr 1e-3, float32 on the CPU, one torch thread, and samples from the same fi
 * ``crossq``: 2 batch-renormalized critics without target networks, policy delay 3;
 * ``redq10_batched`` and ``redq10_loop``: 10 critics (REDQ's ensemble size) as our one
   batched module, and the same update with the critics as 10 separate modules evaluated in
-  a Python loop: what batching the ensemble buys.
+  a Python loop: what batching the ensemble buys;
+* ``crossq_c512``, ``crossq_c1024``, ``crossq_c2048`` (not run unless named in
+  ``--learners``): ``crossq`` with wider critics (``critic_hidden_sizes``) and the actor kept
+  at 256-256, up to the width of CrossQ's paper: what a wider critic costs here::
+
+      python benchmarks/update_cost.py --learners crossq crossq_c512 crossq_c1024 \
+          crossq_c2048 --block 20 --blocks 5 --out benchmarks/results/update_cost_width.json
 
 Blocks of ``--block`` updates of every learner in turn, ``--blocks`` rounds, order rotating;
 rates from CPU time (``time.process_time``, one thread: it barely moves when other
 processes share the cores) and wall time; medians. The cost of a robot step at an
-update-to-data ratio k is k updates: ``k / rate``, given relative to ``ddpg`` at k = 1.
+update-to-data ratio k is k updates: ``k / rate``, given relative to ``ddpg`` at k = 1 (or to
+the first learner named when ``ddpg`` is not among them), and the CPU-hours of a 100k-step run
+at one update per step.
 """
 
 from __future__ import annotations
@@ -45,16 +53,22 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from report import save_report  # noqa: E402
 TD3 = dict(n_critics=2, target_noise=0.2, policy_delay=2)
+CROSSQ = dict(n_critics=2, critic_norm='batch_renorm', policy_delay=3, adam_beta1=0.5,
+              target_noise=0.2)
 VARIANTS: dict[str, dict] = {
     'ddpg': {},
     'td3': TD3,
     'droq': dict(n_critics=2, critic_norm='layer', critic_dropout=0.01, target_noise=0.2),
-    'crossq': dict(n_critics=2, critic_norm='batch_renorm', policy_delay=3, adam_beta1=0.5,
-                   target_noise=0.2),
+    'crossq': CROSSQ,
     'redq10_batched': dict(n_critics=10, target_noise=0.2),
     'redq10_loop': dict(n_critics=10, target_noise=0.2),
 }
+WIDE: dict[str, dict] = {f'crossq_c{width}': dict(CROSSQ, critic_hidden_sizes=(width, width))
+                         for width in (512, 1024, 2048)}
+"""Run only when named: a 2,048-wide update takes seconds of CPU per block."""
 RATIOS = (1, 5, 20)
+RUN_STEPS = 100_000
+"""The budget of the issue's MuJoCo comparisons, for the CPU-hours column."""
 
 
 class LoopCritics(nn.Module):
@@ -78,7 +92,7 @@ class Ours:
 
         config = DDPGConfig(actor_lr=LR, critic_lr=LR, batch_size=BATCH, hidden_sizes=HIDDEN,
                             buffer_size=len(fill['rewards']), device='cpu', seed=0,
-                            **VARIANTS[name])
+                            **{**VARIANTS, **WIDE}[name])
         self.agent = DDPG(OBS_DIM, -np.ones(ACT_DIM), np.ones(ACT_DIM), config)
         if name.endswith('_loop'):
             self.agent.critic = LoopCritics(config.n_critics)
@@ -116,7 +130,7 @@ def main() -> None:
     parser.add_argument('--blocks', type=int, default=7, help='interleaved rounds')
     parser.add_argument('--block', type=int, default=60, help='updates per learner per round')
     parser.add_argument('--learners', nargs='+', default=[*VARIANTS, 'sb3_td3'],
-                        choices=[*VARIANTS, 'sb3_td3'])
+                        choices=[*VARIANTS, 'sb3_td3', *WIDE])
     parser.add_argument('--out', type=Path, default=HERE / 'results' / 'update_cost.json')
     args = parser.parse_args()
 
@@ -140,20 +154,24 @@ def main() -> None:
         print(f'round {r}: ' + '  '.join(f'{n} {cpu[n][-1]:.0f}/CPU-s' for n in names),
               flush=True)
     rate = {name: statistics.median(v) for name, v in cpu.items()}
-    base = rate.get('ddpg')
+    reference = 'ddpg' if 'ddpg' in rate else names[0]
+    base = rate[reference]
     lines = ['| learner | updates per CPU-s (median) | updates/s wall (median) | '
-             + ' | '.join(f'CPU per robot step at {k} updates, vs ddpg at 1' for k in RATIOS)
-             + ' |', '| --- | --- | --- |' + ' --- |' * len(RATIOS)]
+             + ' | '.join(f'CPU per robot step at {k} updates, vs {reference} at 1'
+                          for k in RATIOS)
+             + f' | CPU-hours of {RUN_STEPS:,} updates |',
+             '| --- | --- | --- |' + ' --- |' * (len(RATIOS) + 1)]
     for name in names:
-        costs = ' | '.join(f'{k * base / rate[name]:.2f}x' if base else 'n/a' for k in RATIOS)
+        costs = ' | '.join(f'{k * base / rate[name]:.2f}x' for k in RATIOS)
         lines.append(f'| {name} | {rate[name]:.1f} | {statistics.median(wall[name]):.1f} | '
-                     f'{costs} |')
+                     f'{costs} | {RUN_STEPS / rate[name] / 3600:.2f} |')
     table = '\n'.join(lines)
     result = {'machine': machine(), 'threads': 1, 'started': started,
               'finished': datetime.now(timezone.utc).isoformat(timespec='seconds'),
               'settings': {k: (str(v) if isinstance(v, Path) else v)
                            for k, v in vars(args).items()},
-              'variants': {k: VARIANTS.get(k, 'stable-baselines3 TD3') for k in names},
+              'variants': {k: {**VARIANTS, **WIDE}.get(k, 'stable-baselines3 TD3')
+                           for k in names},
               'cpu_rates': cpu, 'wall_rates': wall, 'markdown': table}
     save_report(args.out, result, table)
 
