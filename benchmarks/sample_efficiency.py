@@ -360,25 +360,24 @@ def plot_widths(results: dict, env: str, at: int, variants: list[str], path: Pat
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
+    runs = [run for run in runs_at(results, env, at) if run['variant'] in variants]
     fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=110)
     for precision, marker in (('float32', 'o'), ('bfloat16', 's')):
         points: dict[int, list[float]] = {}
-        for run in runs_at(results, env, at):
-            if run['variant'] in variants \
-                    and ('bfloat16' in run['flags']) == (precision == 'bfloat16'):
+        for run in runs:
+            if ('bfloat16' in run['flags']) == (precision == 'bfloat16'):
                 points.setdefault(critic_width(run), []).append(return_at(run, at))
         if not points:
             continue
         widths = sorted(points)
+        color = 'C0' if precision == 'float32' else 'C1'
         for width in widths:
             ax.scatter([width] * len(points[width]), points[width], marker=marker,
-                       color='C0' if precision == 'float32' else 'C1', alpha=0.5, s=18)
-        ax.plot(widths, [np.median(points[w]) for w in widths], marker=marker,
-                color='C0' if precision == 'float32' else 'C1',
+                       color=color, alpha=0.5, s=18)
+        ax.plot(widths, [np.median(points[w]) for w in widths], marker=marker, color=color,
                 label=f'{precision} products (median; dots: seeds)')
     ax.set_xscale('log', base=2)
-    shown = sorted({critic_width(run) for run in runs_at(results, env, at)
-                    if run['variant'] in variants})
+    shown = sorted({critic_width(run) for run in runs})
     ax.set_xticks(shown, [str(width) for width in shown])
     ax.minorticks_off()
     _save_figure(fig, ax, path, "critics' hidden width (two layers; the actor stays 256-256)",
