@@ -74,7 +74,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 
 def condition_profile(condition: str):
     """Return the profile of a condition: a level, or one factor of ``hard`` alone."""
-    from ddpg_ros.sim.randomization import LEVELS, load_profile, parse_profile
+    from ddpg_ros.sim.randomization_profile import LEVELS, load_profile, parse_profile
 
     if condition in FACTORS:
         return parse_profile({condition: LEVELS['hard'][condition]}, f'hard {condition} only')

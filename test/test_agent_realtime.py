@@ -27,7 +27,7 @@ import torch
 from sensor_msgs.msg import JointState
 
 from ddpg_ros.ros.qos import STATE_QOS
-from ddpg_ros.sim.randomization import load_profile
+from ddpg_ros.sim.randomization_profile import load_profile
 
 from agent_helpers import START_TIMEOUT, agent_command, ddpg_cli, eval_mean_return, \
     start_agent, stop_agent

@@ -1,13 +1,18 @@
 """Randomization: each perturbation does what it says, seeded, alike in the sim and the env."""
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import yaml
 from gymnasium.utils.env_checker import check_env
 
 from ddpg_ros.sim.envs import RandomizedEnv, make_env
-from ddpg_ros.sim.randomization import (LEVELS, NONE, ProfileError, Randomizer, load_profile,
-                                        parse_profile)
+from ddpg_ros.sim.randomization import Randomizer
+from ddpg_ros.sim.randomization_profile import (LEVELS, NONE, ProfileError, load_profile,
+                                                parse_profile)
 from ddpg_ros.sim.simulation import Simulation
 
 PENDULUM = 'InvertedPendulum-v5'
@@ -255,6 +260,30 @@ def test_an_unknown_profile_name_is_refused_naming_the_choices():
         load_profile('hardest')
     with pytest.raises(ProfileError, match='No such file'):
         load_profile('/nonexistent/profile.yaml')
+
+
+def test_profiles_are_read_and_checked_without_mujoco(tmp_path):
+    # A robot's timing.yaml is checked where the robot is, which need not have a simulator.
+    path = tmp_path / 'timing.yaml'
+    path.write_text(yaml.safe_dump({'command_latency': {'values': [0.0, 0.5],
+                                                        'weights': [3, 1]}}))
+    script = textwrap.dedent(f'''
+        import sys
+
+        class BlockMujoco:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] == 'mujoco':
+                    raise ImportError('MuJoCo is blocked in this test')
+                return None
+
+        sys.meta_path.insert(0, BlockMujoco())
+        from ddpg_ros.sim.randomization_profile import load_profile
+        print(load_profile('hard').active, load_profile({str(path)!r}).command_latency.largest)
+    ''')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['True', '0.5']
 
 
 def test_observe_last_action_appends_the_clipped_action_and_names_it_in_the_spec():

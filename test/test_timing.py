@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ddpg_ros.control.timing import TimingRecord
-from ddpg_ros.sim.randomization import Randomizer, load_profile
+from ddpg_ros.sim.randomization import Randomizer
+from ddpg_ros.sim.randomization_profile import load_profile
 from ddpg_ros.sim.simulation import Simulation
 
 PERIOD = 0.04

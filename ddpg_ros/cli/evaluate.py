@@ -19,7 +19,7 @@ import numpy as np
 from ddpg_ros.core.checkpoint import load_checkpoint
 from ddpg_ros.cli.common import run_cli
 from ddpg_ros.sim.envs import make_env, spec_for_env
-from ddpg_ros.sim.randomization import LEVEL_NAMES, load_profile
+from ddpg_ros.sim.randomization_profile import LEVEL_NAMES, load_profile
 from ddpg_ros.cli.evaluation import evaluate, write_gif
 
 

@@ -27,7 +27,7 @@ from ddpg_ros.cli.common import (add_config_arguments, config_from_args, given_c
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.core.ddpg import DDPG
 from ddpg_ros.sim.envs import make_env, spec_for_env
-from ddpg_ros.sim.randomization import LEVEL_NAMES, Profile, load_profile, parse_profile
+from ddpg_ros.sim.randomization_profile import LEVEL_NAMES, Profile, load_profile, parse_profile
 from ddpg_ros.cli.evaluation import evaluate
 from ddpg_ros.core.noise import make_noise
 from ddpg_ros.core.nstep import NStepFolder
@@ -59,7 +59,7 @@ class RunConfig:
     save_buffer: bool = False
     """Write the replay buffer next to ``checkpoint.pt`` as ``checkpoint.npz``."""
     randomize: Profile = field(default_factory=Profile)
-    """What to perturb in training and evaluation (:mod:`ddpg_ros.sim.randomization`)."""
+    """What to perturb in training and evaluation (:mod:`ddpg_ros.sim.randomization_profile`)."""
 
     def __post_init__(self) -> None:
         for name in ('total_steps', 'eval_every', 'eval_episodes'):

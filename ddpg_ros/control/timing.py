@@ -4,7 +4,7 @@ The timing a robot's control loop really has, written as a randomization profile
 ``ddpg_agent`` records, for every command, how old the state it acted on was (on the ROS
 clock, so sim time in a simulation) and, on a timer, how late each period's tick came.
 :meth:`TimingRecord.profile` turns both into ``command_latency`` and ``late_periods``
-histograms in control periods: a valid profile (:mod:`ddpg_ros.sim.randomization`), so
+histograms in control periods: a valid profile (:mod:`ddpg_ros.sim.randomization_profile`), so
 ``ddpg-train --randomize checkpoints/timing.yaml`` trains against the robot's own timing.
 No ROS import here.
 """

@@ -9,7 +9,8 @@ import numpy as np
 
 from ddpg_ros.core.checkpoint import LAST_COMMAND, PolicySpec
 from ddpg_ros.sim.mujoco_warnings import route_mujoco_warnings
-from ddpg_ros.sim.randomization import Profile, Randomizer, load_profile
+from ddpg_ros.sim.randomization import Randomizer
+from ddpg_ros.sim.randomization_profile import Profile, load_profile
 
 
 def make_env(env_id: str, render_mode: str | None = None,
@@ -24,7 +25,7 @@ def make_env(env_id: str, render_mode: str | None = None,
     :param observe_last_action: append the last action to the observation
         (:class:`LastActionObservation`).
     :raises ValueError: unknown id, or an action space that is not a bounded ``Box``;
-        :class:`~ddpg_ros.sim.randomization.ProfileError` for a bad profile.
+        :class:`~ddpg_ros.sim.randomization_profile.ProfileError` for a bad profile.
     """
     profile = randomize if isinstance(randomize, Profile) else load_profile(randomize)
     # MuJoCo envs warn while compiling their model (HalfCheetah-v5 does): into the log, not

@@ -25,7 +25,8 @@ import mujoco
 import numpy as np
 
 from ddpg_ros.sim.mujoco_warnings import route_mujoco_warnings
-from ddpg_ros.sim.randomization import Profile, Randomizer, load_profile
+from ddpg_ros.sim.randomization import Randomizer
+from ddpg_ros.sim.randomization_profile import Profile, load_profile
 from ddpg_ros.sim.sensors import SimSensors
 
 ACTUATOR_INTERFACES = ('effort', 'position', 'velocity')
