@@ -189,7 +189,7 @@ def test_the_launch_file_builds_the_profiles_nodes(monkeypatch: pytest.MonkeyPat
 
 def test_the_task_configs_need_no_fleet_section() -> None:
     # train_fleet reads the same config/<task>.yaml as train_sim.
-    for task in ('inverted_pendulum', 'half_cheetah', 'hopper'):
+    for task in ('inverted_pendulum', 'half_cheetah', 'hopper', 'walker2d'):
         assert (config_directory() / f'{task}.yaml').is_file()
         assert len(fleet_nodes(task=task, robots='1')) == 3
 

@@ -30,7 +30,7 @@ from conftest import ProcessGroup, RosTestNode, TestProcess, pid_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / 'config'
-TASKS = ('inverted_pendulum', 'half_cheetah', 'hopper')
+TASKS = ('inverted_pendulum', 'half_cheetah', 'hopper', 'walker2d')
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 """The launcher's default grace (10 s) plus slack."""

@@ -16,7 +16,7 @@ from ddpg_ros.cli.train import main as train_main
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ('InvertedPendulum-v5', 'HalfCheetah-v5', 'Hopper-v5', 'Walker2d-v5', 'Ant-v5')
 TASK_ENVS = {'inverted_pendulum': 'InvertedPendulum-v5', 'half_cheetah': 'HalfCheetah-v5',
-             'hopper': 'Hopper-v5'}
+             'hopper': 'Hopper-v5', 'walker2d': 'Walker2d-v5'}
 DEFAULTS = DDPGConfig().to_dict()
 
 

@@ -74,7 +74,8 @@ def test_unnamed_motors_take_their_joint_names() -> None:
         'thigh_joint', 'leg_joint', 'foot_joint')
 
 
-@pytest.mark.parametrize('env_id', ['InvertedPendulum-v5', 'HalfCheetah-v5', 'Hopper-v5'])
+@pytest.mark.parametrize('env_id', ['InvertedPendulum-v5', 'HalfCheetah-v5', 'Hopper-v5',
+                                    'Walker2d-v5'])
 def test_seeded_resets_match_gymnasium(env_id: str) -> None:
     env = gym.make(env_id).unwrapped
     sim = Simulation(env_id, seed=42)

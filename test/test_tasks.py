@@ -9,14 +9,15 @@ import pytest
 
 from ddpg_ros.sim.simulation import Simulation
 from ddpg_ros.sim.sensors import SimSensors
-from ddpg_ros.tasks import (AntOnRobot, Hopper, RobotState, Task, available_tasks, make_task,
-                            task_for_env_id, validate_task)
+from ddpg_ros.tasks import (AntOnRobot, Hopper, RobotState, Task, Walker2d, available_tasks,
+                            make_task, task_for_env_id, validate_task)
 from ddpg_ros.tasks.examples import MODEL_PATH, ReachPoint, ReachTarget
 from ddpg_ros.tasks.sources import PoseSample
 
 BUILTINS = [('inverted_pendulum', 'InvertedPendulum-v5'),
             ('half_cheetah', 'HalfCheetah-v5'),
-            ('hopper', 'Hopper-v5')]
+            ('hopper', 'Hopper-v5'),
+            ('walker2d', 'Walker2d-v5')]
 
 
 def read_state(sim: Simulation, task: Task) -> RobotState:
@@ -76,6 +77,31 @@ def test_hopper_keyword_arguments_match_gymnasium_kwargs() -> None:
               'terminate_when_unhealthy': False, 'healthy_angle_range': (-0.5, 0.5)}
     assert_matches_gymnasium(Hopper(**kwargs), 'Hopper-v5', seed=3, steps=150,
                              expect_terminations=False, **kwargs)
+
+
+def test_walker2d_keyword_arguments_match_gymnasium_kwargs() -> None:
+    # A narrow height range ends episodes the default would not; the angle bound is wide.
+    kwargs = {'ctrl_cost_weight': 0.05, 'healthy_reward': 0.5,
+              'healthy_z_range': (1.0, 1.5), 'healthy_angle_range': (-2.0, 2.0)}
+    assert_matches_gymnasium(Walker2d(**kwargs), 'Walker2d-v5', seed=3, steps=150,
+                             expect_terminations=True, **kwargs)
+
+
+def test_walker2d_bounds_only_the_torso_unlike_the_hopper() -> None:
+    # The hopper is unhealthy when any other state entry leaves (-100, 100); Gymnasium's
+    # walker has no such bound, so a fast joint alone does not end its episode.
+    walker, hopper = Walker2d(), Hopper()
+    upright = RobotState(position=np.r_[0.0, 1.25, 0.0, np.zeros(6)],
+                         velocity=np.r_[np.zeros(3), 150.0, np.zeros(5)], effort=np.zeros(9),
+                         stamp=0.0)
+    assert walker.is_healthy(upright) and not walker.terminated(upright)
+    hopper_state = RobotState(position=upright.position[:6], velocity=upright.velocity[:6],
+                              effort=np.zeros(6), stamp=0.0)
+    assert not hopper.is_healthy(hopper_state)
+    fallen = RobotState(position=np.r_[0.0, 0.7, np.zeros(7)], velocity=np.zeros(9),
+                        effort=np.zeros(9), stamp=0.0)
+    assert walker.terminated(fallen)
+    assert not Walker2d(terminate_when_unhealthy=False).terminated(fallen)
 
 
 @pytest.mark.parametrize(('name', 'env_id'), BUILTINS + [('ant', 'Ant-v5')])

@@ -454,8 +454,8 @@ PROFILES: dict[str, Profile] = {
             'Train in simulation: mujoco_sim + ddpg_agent in train mode.',
             (
                 Argument('task', 'built-in task whose config/<task>.yaml to load '
-                         '(inverted_pendulum, half_cheetah, hopper), or package.module:Class '
-                         'with params_file:=', 'inverted_pendulum'),
+                         '(inverted_pendulum, half_cheetah, hopper, walker2d, ant, balancer), '
+                         'or package.module:Class with params_file:=', 'inverted_pendulum'),
                 Argument('params_file', 'extra parameter file applied after the task\'s '
                          "('' = none)", ''),
                 _NAMESPACE,

@@ -14,6 +14,7 @@ from ddpg_ros.tasks.inverted_pendulum import InvertedPendulum
 from ddpg_ros.tasks.registry import BUILTIN_TASKS, available_tasks, make_task, task_for_env_id
 from ddpg_ros.tasks.sources import (ArraySample, COMMAND_INTERFACES, ImuSample, OdometrySample,
                                     PoseSample, SOURCE_KINDS, Source, TwistSample)
+from ddpg_ros.tasks.walker2d import Walker2d
 
 __all__ = [
     'Ant',
@@ -37,4 +38,5 @@ __all__ = [
     'make_task',
     'task_for_env_id',
     'validate_task',
+    'Walker2d',
 ]

@@ -10,9 +10,11 @@ from ddpg_ros.tasks.base import Task, validate_task
 from ddpg_ros.tasks.half_cheetah import HalfCheetah
 from ddpg_ros.tasks.hopper import Hopper
 from ddpg_ros.tasks.inverted_pendulum import InvertedPendulum
+from ddpg_ros.tasks.walker2d import Walker2d
 
 BUILTIN_TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (InvertedPendulum, HalfCheetah, Hopper, Ant, Balancer)
+    task.name: task for task in (InvertedPendulum, HalfCheetah, Hopper, Walker2d, Ant,
+                                 Balancer)
 }
 """Built-in tasks by name; those with an ``env_id`` reproduce that Gymnasium env exactly."""
 
