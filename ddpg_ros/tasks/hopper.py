@@ -12,6 +12,12 @@ _FRAME_SKIP = 4
 _JOINTS = ('rootx', 'rootz', 'rooty', 'thigh_joint', 'leg_joint', 'foot_joint')
 
 
+def planar_observation_names(joints: tuple[str, ...]) -> tuple[str, ...]:
+    """Name a planar body's observation: every position but ``rootx``, then every velocity."""
+    return (tuple(f'{joint}.position' for joint in joints[1:])
+            + tuple(f'{joint}.velocity' for joint in joints))
+
+
 class Hopper(Task):
     """
     Reward forward speed and staying healthy, minus a control cost.
@@ -33,8 +39,7 @@ class Hopper(Task):
     name = 'hopper'
     env_id = 'Hopper-v5'
     joint_names = _JOINTS
-    observation_names = (tuple(f'{joint}.position' for joint in _JOINTS[1:])
-                         + tuple(f'{joint}.velocity' for joint in _JOINTS))
+    observation_names = planar_observation_names(_JOINTS)
     # The model's motors are unnamed; the simulation names them after the joints they drive.
     action_names = _JOINTS[3:]
     control_dt = _TIMESTEP * _FRAME_SKIP

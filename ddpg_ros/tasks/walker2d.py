@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ddpg_ros.tasks.base import RobotState
-from ddpg_ros.tasks.hopper import Hopper
+from ddpg_ros.tasks.hopper import Hopper, planar_observation_names
 
 _JOINTS = ('rootx', 'rootz', 'rooty', 'thigh_joint', 'leg_joint', 'foot_joint',
            'thigh_left_joint', 'leg_left_joint', 'foot_left_joint')
@@ -15,21 +15,14 @@ class Walker2d(Hopper):
 
     Exactly Gymnasium's v5 env: healthy is the torso height ``rootz`` and angle ``rooty`` in
     range, with no bound on the rest of the state (the hopper has one), and an unhealthy
-    state ends the episode. Keyword arguments carry Gymnasium's names and defaults.
-
-    :param forward_reward_weight: weight of the forward velocity.
-    :param ctrl_cost_weight: weight of the squared action.
-    :param healthy_reward: reward per healthy step.
-    :param terminate_when_unhealthy: end the episode when unhealthy.
-    :param healthy_z_range: open bounds on the torso height.
-    :param healthy_angle_range: open bounds on the torso angle.
+    state ends the episode. Keyword arguments are the hopper's but ``healthy_state_range``,
+    with Gymnasium's ``Walker2d-v5`` defaults.
     """
 
     name = 'walker2d'
     env_id = 'Walker2d-v5'
     joint_names = _JOINTS
-    observation_names = (tuple(f'{joint}.position' for joint in _JOINTS[1:])
-                         + tuple(f'{joint}.velocity' for joint in _JOINTS))
+    observation_names = planar_observation_names(_JOINTS)
     # Unnamed motors, as the hopper's: the simulation names them after their joints.
     action_names = _JOINTS[3:]
 
