@@ -9,11 +9,15 @@ an autogroup of its own at nice 19 where the kernel groups sessions (``sched_aut
 because a process in another session otherwise gets an equal share however low its own
 priority. A test process that wants a core gets it at once; the run gets what is left. The
 tests that read a run go last in the session (``conftest.pytest_collection_modifyitems``),
-by which time it has usually finished.
+by which time it has usually finished. One that has not is then all that is left to wait
+for, so the test that waits lifts it to normal priority: at idle priority it would get no CPU
+at all while anything else on the machine is busy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -46,6 +50,35 @@ def at_idle_priority(command: Sequence[str]) -> list[str]:
     return [sys.executable, '-c', _AT_IDLE_PRIORITY, *command]
 
 
+def to_normal_priority(session: int) -> int:
+    """
+    Give every thread of every process in ``session`` normal scheduling again.
+
+    Leaving ``SCHED_IDLE`` and lowering a nice value need root or ``CAP_SYS_NICE``; without
+    them the threads keep their idle priority (best effort, never an error).
+
+    :return: the threads that now have normal scheduling.
+    """
+    promoted = 0
+    for process in Path('/proc').iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            # The fields after the command's closing parenthesis: state, ppid, pgrp, session.
+            if int((process / 'stat').read_text().rpartition(')')[2].split()[3]) != session:
+                continue
+            with contextlib.suppress(OSError):
+                (process / 'autogroup').write_text('0')
+            for thread in (process / 'task').iterdir():
+                tid = int(thread.name)
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                os.setpriority(os.PRIO_PROCESS, tid, 0)
+                promoted += 1
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to change
+    return promoted
+
+
 class BackgroundChain:
     """
     Commands run one after another in a thread, each at idle priority in its own session.
@@ -66,6 +99,8 @@ class BackgroundChain:
         self._error: BaseException | None = None
         self._process: subprocess.Popen | None = None
         self._stopping = threading.Event()
+        self._wanted = threading.Event()
+        """Set when a test waits: from then on the chain runs at normal priority."""
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f'background {name}',
                                         daemon=True)
@@ -82,8 +117,9 @@ class BackgroundChain:
                 out, err = (self.log_dir / f'{self.name}.{i}.{kind}' for kind in ('out', 'err'))
                 with open(out, 'wb') as stdout, open(err, 'wb') as stderr, self._lock:
                     self._process = subprocess.Popen(
-                        at_idle_priority(step), stdin=subprocess.DEVNULL, stdout=stdout,
-                        stderr=stderr, start_new_session=True)
+                        list(step) if self._wanted.is_set() else at_idle_priority(step),
+                        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                        start_new_session=True)
                 returncode = self._process.wait()
                 self._stderr.append(err.read_text(errors='replace'))
                 if returncode != 0:
@@ -96,9 +132,18 @@ class BackgroundChain:
         """
         Wait for the chain to finish; return each command's stderr.
 
+        A test waiting for the run is all that is left to do, so the run stops yielding: the
+        command running now and those after it get normal priority. Idle priority gets no
+        CPU at all while anything else on the machine is busy, and a wait would otherwise be
+        as long as that load lasts.
+
         :raises AssertionError: a command failed, or the chain is still running after
             ``timeout`` seconds (then it is stopped).
         """
+        with self._lock:
+            self._wanted.set()
+            if self._process is not None and self._process.poll() is None:
+                to_normal_priority(self._process.pid)  # its session: start_new_session
         self._thread.join(timeout)
         if self._thread.is_alive():
             self.stop()
