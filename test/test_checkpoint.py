@@ -1,5 +1,6 @@
 """Checkpoints: round trip, safe loading, atomic writes, spec matching, rotation, writer."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -101,6 +102,34 @@ def test_spec_mismatch_names_every_difference() -> None:
     assert 'joint_names' in message and 'action_low' in message
     assert 'observation_names' not in message and 'action_high' not in message
     SPEC.check_matches(SPEC)
+
+
+def test_a_gymnasium_checkpoint_drives_the_task_that_reproduces_its_env() -> None:
+    # ddpg-train --env Walker2d-v5 wrote gym:Walker2d-v5 specs before the walker2d task existed.
+    import gymnasium as gym
+
+    from ddpg_ros.sim.envs import spec_for_task
+    from ddpg_ros.tasks import make_task
+
+    space = gym.make('Walker2d-v5').action_space
+    trained = PolicySpec(task='gym:Walker2d-v5',
+                         observation_names=[f'obs[{i}]' for i in range(17)],
+                         action_names=[f'action[{i}]' for i in range(6)],
+                         action_low=space.low.tolist(), action_high=space.high.tolist(),
+                         env_id='Walker2d-v5', control_period=0.008)
+    walker = spec_for_task(make_task('walker2d'))
+    assert trained.trained_on_twin_of(walker)
+    trained.check_matches(walker)
+    # Another env's checkpoint, or bounds that differ, are still refused.
+    hopper = spec_for_task(make_task('hopper'))
+    with pytest.raises(CheckpointError,
+                       match="task: checkpoint 'gym:Walker2d-v5', robot 'hopper'"):
+        trained.check_matches(hopper)
+    with pytest.raises(CheckpointError, match='action_high'):
+        dataclasses.replace(trained, action_high=[0.5] * 6).check_matches(walker)
+    with pytest.raises(CheckpointError, match='observe_last_action'):
+        dataclasses.replace(trained, observation_names=trained.observation_names[:11] + [
+            f'last_command.action[{i}]' for i in range(6)]).check_matches(walker)
 
 
 KILL_CAMPAIGN = textwrap.dedent('''

@@ -67,17 +67,31 @@ class PolicySpec:
     def from_dict(cls, data: dict[str, Any]) -> 'PolicySpec':
         return cls(**data)
 
+    def trained_on_twin_of(self, robot: 'PolicySpec') -> bool:
+        """
+        Return whether this was trained on the Gymnasium env that ``robot``'s task reproduces.
+
+        A task with an ``env_id`` computes that env's observation, reward and termination bit
+        for bit, so a ``gym:<EnvId>`` checkpoint (one trained before the package had the
+        task) holds the same entries in the same order under generic names
+        (``obs[i]``, ``action[i]``).
+        """
+        return (robot.env_id is not None and self.task == f'gym:{robot.env_id}'
+                and len(self.observation_names) == len(robot.observation_names)
+                and len(self.action_names) == len(robot.action_names))
+
     def differences(self, robot: 'PolicySpec') -> list[str]:
         """Human-readable list of what differs between this (checkpoint) and ``robot``."""
         diffs = []
-        if self.task != robot.task:
+        twin = self.trained_on_twin_of(robot)
+        if self.task != robot.task and not twin:
             diffs.append(f'task: checkpoint {self.task!r}, robot {robot.task!r}')
         last = [_observes_last_command(s.observation_names) for s in (self, robot)]
         if last[0] != last[1]:
             diffs.append(f'the checkpoint {"observes" if last[0] else "does not observe"} the '
                          'last command: set observe_last_action to '
                          f'{str(last[0]).lower()} to match')
-        for name in ('observation_names', 'action_names', 'joint_names'):
+        for name in () if twin else ('observation_names', 'action_names', 'joint_names'):
             ours, theirs = getattr(self, name), getattr(robot, name)
             if list(ours) != list(theirs) and not (name == 'observation_names'
                                                    and last[0] != last[1]):
