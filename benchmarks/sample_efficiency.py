@@ -299,6 +299,9 @@ def final_returns(results: dict, env: str, steps: int, at: int | None = None) ->
     """
     Markdown: per variant, each seed's evaluation at ``at`` and their IQM [95 % CI].
 
+    Beside them, each seed's best evaluation up to ``at``: the policy its ``best.pt`` holds,
+    which a user would deploy. Chosen on the evaluation episodes themselves, it reads high.
+
     :param at: the step to read in runs of any length from ``at`` on (the shortest run of
         each variant and seed), a longer run being the same run up to there; default: the
         last evaluation of runs of ``steps``.
@@ -308,15 +311,19 @@ def final_returns(results: dict, env: str, steps: int, at: int | None = None) ->
     for run in runs_at(results, env, read, exact=at is None):
         groups.setdefault(run['variant'], []).append(run)
     lines = [f'| {env}, {read:,} steps: variant | seeds | return at {read:,} per seed | '
-             'IQM [95 % CI] | actor saturated | wall s, median |',
-             '| --- | --- | --- | --- | --- | --- |']
+             'IQM [95 % CI] | best up to it per seed (best.pt) | its IQM | actor saturated | '
+             'wall s, median |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for variant, runs in sorted(groups.items()):
         runs.sort(key=lambda r: r['seed'])
         finals = [return_at(r, read) for r in runs]
         iqm, low, high = iqm_interval(finals) if len(finals) >= 2 else (finals[0],) * 3
+        bests = [max(value for step, value in r['curve'] if step <= read) for r in runs]
+        best_iqm = iqm_interval(bests)[0] if len(bests) >= 2 else bests[0]
         lines.append(f'| {variant} | {len(runs)} | '
                      + ', '.join(f'{f:,.0f}' for f in finals)
                      + f' | {iqm:,.0f} [{low:,.0f}, {high:,.0f}] | '
+                     + ', '.join(f'{b:,.0f}' for b in bests) + f' | {best_iqm:,.0f} | '
                      f'{sum(r["saturated"] for r in runs)} | '
                      f'{np.median([r["wall_time_s"] for r in runs]):.0f} |')
     return '\n'.join(lines)
