@@ -66,6 +66,8 @@ VARIANTS: dict[str, dict] = {
 WIDE: dict[str, dict] = {f'crossq_c{width}': dict(CROSSQ, critic_hidden_sizes=(width, width))
                          for width in (512, 1024, 2048)}
 """Run only when named: a 2,048-wide update takes seconds of CPU per block."""
+LEARNERS = {**VARIANTS, **WIDE}
+"""Every learner of ours by name."""
 RATIOS = (1, 5, 20)
 RUN_STEPS = 100_000
 """The budget of the issue's MuJoCo comparisons, for the CPU-hours column."""
@@ -92,7 +94,7 @@ class Ours:
 
         config = DDPGConfig(actor_lr=LR, critic_lr=LR, batch_size=BATCH, hidden_sizes=HIDDEN,
                             buffer_size=len(fill['rewards']), device='cpu', seed=0,
-                            **{**VARIANTS, **WIDE}[name])
+                            **LEARNERS[name])
         self.agent = DDPG(OBS_DIM, -np.ones(ACT_DIM), np.ones(ACT_DIM), config)
         if name.endswith('_loop'):
             self.agent.critic = LoopCritics(config.n_critics)
@@ -170,8 +172,7 @@ def main() -> None:
               'finished': datetime.now(timezone.utc).isoformat(timespec='seconds'),
               'settings': {k: (str(v) if isinstance(v, Path) else v)
                            for k, v in vars(args).items()},
-              'variants': {k: {**VARIANTS, **WIDE}.get(k, 'stable-baselines3 TD3')
-                           for k in names},
+              'variants': {k: LEARNERS.get(k, 'stable-baselines3 TD3') for k in names},
               'cpu_rates': cpu, 'wall_rates': wall, 'markdown': table}
     save_report(args.out, result, table)
 

@@ -50,16 +50,13 @@ def at_idle_priority(command: Sequence[str]) -> list[str]:
     return [sys.executable, '-c', _AT_IDLE_PRIORITY, *command]
 
 
-def to_normal_priority(session: int) -> int:
+def to_normal_priority(session: int) -> None:
     """
     Give every thread of every process in ``session`` normal scheduling again.
 
     Leaving ``SCHED_IDLE`` and lowering a nice value need root or ``CAP_SYS_NICE``; without
     them the threads keep their idle priority (best effort, never an error).
-
-    :return: the threads that now have normal scheduling.
     """
-    promoted = 0
     for process in Path('/proc').iterdir():
         if not process.name.isdigit():
             continue
@@ -73,10 +70,8 @@ def to_normal_priority(session: int) -> int:
                 tid = int(thread.name)
                 os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
                 os.setpriority(os.PRIO_PROCESS, tid, 0)
-                promoted += 1
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or not ours to change
-    return promoted
 
 
 class BackgroundChain:
