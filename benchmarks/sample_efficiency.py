@@ -98,6 +98,13 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # The same with MR.Q's penalty on the actor's pre-tanh outputs, against seed 1's actor
     # running to its bounds.
     'crossq_pa1e-2': CROSSQ_PA,
+    # Against Walker2d's late collapses (RESULTS 8f): MR.Q's 3-step returns, which carry a
+    # reward to the critic's target three times sooner; the critics at a third of the
+    # learning rate, as their loss rose with each collapse;
+    'crossq_pa1e-2_n3': (*CROSSQ_PA, '--n-step', '3'),
+    'crossq_pa1e-2_clr3e-4': (*CROSSQ_PA, '--critic-lr', '3e-4'),
+    # ... and the actor ascending the smaller of the two critics, as CrossQ's own code does.
+    'crossq_pa1e-2_qmin': (*CROSSQ_PA, '--actor-q', 'min'),
     # The same with wider critics (the actor stays 256-256): how the return grows with the
     # critics' width, CrossQ's paper using 2,048.
     **{f'crossq_pa1e-2_c{width}': (*CROSSQ_PA, '--critic-hidden-sizes', str(width), str(width))

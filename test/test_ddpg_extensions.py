@@ -89,6 +89,41 @@ def test_the_actor_ascends_the_mean_of_the_critics(twin: DDPG) -> None:
     assert twin.actor_loss(obs).item() == pytest.approx(-np.mean(q_mean), rel=1e-6)
 
 
+def test_with_actor_q_min_the_actor_ascends_the_smaller_critic_of_each_sample(
+        twin: DDPG) -> None:
+    twin.config.actor_q = 'min'
+    obs = torch.tensor([[1.0], [0.2]])
+    mu = [2 * math.tanh(1.0), 2 * math.tanh(0.2)]
+    # Q_1 = 2x + 0.5 against Q_2 = x (x = s + mu(s) = 2.523, 0.595): Q_2 is the smaller at both.
+    q_min = [min(2 * (s + a) + 0.5, s + a) for s, a in zip([1.0, 0.2], mu)]
+    assert q_min == pytest.approx([1.0 + mu[0], 0.2 + mu[1]])
+    assert twin.actor_loss(obs).item() == pytest.approx(-np.mean(q_min), rel=1e-6)
+    # The gradient reaches the actor through Q_2 alone: d(-mean x)/dw of mu = 2 tanh(w relu(s)).
+    twin.actor.zero_grad()
+    twin.actor_loss(obs).backward()
+    by_hand = -np.mean([2 * s / math.cosh(s) ** 2 for s in (1.0, 0.2)])
+    assert twin.actor.net[2].weight.grad.item() == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_with_actor_q_min_the_smaller_critic_is_chosen_per_sample() -> None:
+    config = DDPGConfig(hidden_sizes=(1,), batch_size=2, buffer_size=2, device='cpu',
+                        n_critics=2, actor_q='min')
+    agent = DDPG(1, np.array([-2.0]), np.array([2.0]), config)
+    with torch.no_grad():
+        agent.actor.net[0].weight.fill_(1.0)
+        agent.actor.net[0].bias.fill_(0.0)
+        agent.actor.net[2].weight.fill_(1.0)
+        agent.actor.net[2].bias.fill_(0.0)
+    # Q_1 = 2 relu(s + a) - 1 and Q_2 = relu(s + a): Q_1 is smaller where s + a < 1, not after.
+    _set_member(agent.critic, 0, [1.0, 1.0], 0.0, 2.0, -1.0)
+    _set_member(agent.critic, 1, [1.0, 1.0], 0.0, 1.0, 0.0)
+    obs = torch.tensor([[0.1], [1.0]])
+    xs = [s + 2 * math.tanh(s) for s in (0.1, 1.0)]
+    assert xs[0] < 1.0 < xs[1]
+    q_min = [2 * xs[0] - 1, xs[1]]
+    assert agent.actor_loss(obs).item() == pytest.approx(-np.mean(q_min), rel=1e-6)
+
+
 def test_the_pre_activation_penalty_adds_its_weight_times_the_mean_square_before_tanh(
         twin: DDPG) -> None:
     obs = torch.tensor([[1.0], [0.2]])
@@ -430,6 +465,7 @@ def test_without_critic_widths_the_critics_take_the_actors() -> None:
     ('target_noise_clip', float('nan'), 'target_noise_clip=nan must be >= 0'),
     ('policy_delay', 0, 'policy_delay=0 must be >= 1'),
     ('critic_norm', 'batch', "critic_norm='batch' must be one of none, layer, batch_renorm"),
+    ('actor_q', 'max', "actor_q='max' must be one of mean, min"),
     ('adam_beta1', 1.0, 'adam_beta1=1.0 must be in [0, 1)'),
     ('critic_dropout', 1.0, 'critic_dropout=1.0 must be in [0, 1)'),
     ('pre_activation_penalty', -1e-5, 'pre_activation_penalty=-1e-05 must be >= 0'),

@@ -11,6 +11,7 @@ NOISE_TYPES = ('gaussian', 'ornstein_uhlenbeck', 'none')
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('float32', 'bfloat16')
 CRITIC_NORMS = ('none', 'layer', 'batch_renorm')
+ACTOR_OBJECTIVES = ('mean', 'min')
 
 
 @dataclass
@@ -55,7 +56,11 @@ class DDPGConfig:
     and GPUs with bf16 units; weights, optimizer state and losses stay float32)."""
     n_critics: int = 1
     """Critics trained side by side; the Bellman target takes the smallest of their target
-    values (clipped double Q, TD3: 2) and the actor ascends their mean."""
+    values (clipped double Q, TD3: 2) and the actor ascends what actor_q says."""
+    actor_q: str = 'mean'
+    """What the actor ascends when there are several critics: 'mean', their average value, or
+    'min', the smallest (as SAC's and CrossQ's code do): the actor then cannot climb the
+    error of one critic that overestimates."""
     target_noise: float = 0.0
     """Target policy smoothing (TD3: 0.2): Gaussian noise added to the target action, as a
     fraction of each action's half range."""
@@ -114,6 +119,8 @@ class DDPGConfig:
         _check(self.precision in PRECISIONS, 'precision', self.precision,
                f'must be one of {", ".join(PRECISIONS)}')
         _check(self.n_critics >= 1, 'n_critics', self.n_critics, 'must be >= 1')
+        _check(self.actor_q in ACTOR_OBJECTIVES, 'actor_q', self.actor_q,
+               f'must be one of {", ".join(ACTOR_OBJECTIVES)}')
         _check(math.isfinite(self.target_noise) and self.target_noise >= 0.0, 'target_noise',
                self.target_noise, 'must be >= 0')
         _check(math.isfinite(self.target_noise_clip) and self.target_noise_clip >= 0.0,

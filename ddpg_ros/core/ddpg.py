@@ -13,7 +13,8 @@ default, when the update above is exactly the paper's:
 
 * ``n_critics`` critics, the target the smallest of their target values, the actor ascending
   their mean (clipped double Q: Fujimoto et al. 2018, TD3; REDQ and DroQ average for the
-  actor). The critics are one :class:`EnsembleCritic`: a batched matrix product per layer;
+  actor) or, with ``actor_q='min'``, their smallest value (as SAC's and CrossQ's code). The
+  critics are one :class:`EnsembleCritic`: a batched matrix product per layer;
 * ``target_noise``: clipped Gaussian noise on the target action (TD3's target smoothing);
 * ``policy_delay``: the actor and the targets move once per ``policy_delay`` critic steps (TD3);
 * ``critic_norm``/``critic_dropout``: LayerNorm and dropout in the critics (DroQ,
@@ -239,6 +240,8 @@ class DDPG:
         """
         ``-mean Q(s, mu(s))``, over the batch and the critics: gradient ascent on Q.
 
+        With ``actor_q='min'``, the mean over the batch of the smallest critic's value.
+
         With ``pre_activation_penalty`` w, plus ``w * mean(x ** 2)`` over the pre-tanh
         outputs x (MR.Q, Fujimoto et al. 2025): an actor pushed deep into saturation gets no
         gradient through the tanh and cannot come back; the penalty's gradient does not vanish.
@@ -246,7 +249,8 @@ class DDPG:
         action, pre = self.actor.forward_with_pre_activation(obs)
         # float32 values: under bfloat16 autocast the mean (and so the gradient scale) stays
         # float32.
-        loss = -self._values(self.critic, obs, action).mean()
+        values = self._values(self.critic, obs, action)
+        loss = -(values.amin(0) if self.config.actor_q == 'min' else values).mean()
         weight = self.config.pre_activation_penalty
         return loss + weight * pre.float().pow(2).mean() if weight else loss
 
