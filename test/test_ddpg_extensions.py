@@ -25,6 +25,15 @@ def _set_member(critic: EnsembleCritic, i: int, hidden: list[float], hidden_bias
         critic.out.bias[i, 0, 0] = out_bias
 
 
+def _set_actor(actor: torch.nn.Module, out: float) -> None:
+    """Make ``actor`` one unit wide: ``mu(s) = 2 * tanh(out * relu(s))`` on the bounds [-2, 2]."""
+    with torch.no_grad():
+        actor.net[0].weight.fill_(1.0)
+        actor.net[0].bias.fill_(0.0)
+        actor.net[2].weight.fill_(out)
+        actor.net[2].bias.fill_(0.0)
+
+
 @pytest.fixture()
 def twin() -> DDPG:
     """
@@ -39,12 +48,8 @@ def twin() -> DDPG:
                         actor_lr=0.1, critic_lr=0.1, device='cpu', n_critics=2)
     agent = DDPG(1, np.array([-2.0]), np.array([2.0]), config)
     assert isinstance(agent.critic, EnsembleCritic) and agent.critic.n == 2
-    with torch.no_grad():
-        for actor, weight in ((agent.actor, 1.0), (agent.actor_target, 0.5)):
-            actor.net[0].weight.fill_(1.0)
-            actor.net[0].bias.fill_(0.0)
-            actor.net[2].weight.fill_(weight)
-            actor.net[2].bias.fill_(0.0)
+    _set_actor(agent.actor, 1.0)
+    _set_actor(agent.actor_target, 0.5)
     _set_member(agent.critic_target, 0, [1.0, 1.0], 0.0, 3.0, 0.0)
     _set_member(agent.critic_target, 1, [1.0, 1.0], 0.0, 2.0, 1.0)
     _set_member(agent.critic, 0, [1.0, 1.0], 0.0, 2.0, 0.5)
@@ -109,11 +114,7 @@ def test_with_actor_q_min_the_smaller_critic_is_chosen_per_sample() -> None:
     config = DDPGConfig(hidden_sizes=(1,), batch_size=2, buffer_size=2, device='cpu',
                         n_critics=2, actor_q='min')
     agent = DDPG(1, np.array([-2.0]), np.array([2.0]), config)
-    with torch.no_grad():
-        agent.actor.net[0].weight.fill_(1.0)
-        agent.actor.net[0].bias.fill_(0.0)
-        agent.actor.net[2].weight.fill_(1.0)
-        agent.actor.net[2].bias.fill_(0.0)
+    _set_actor(agent.actor, 1.0)
     # Q_1 = 2 relu(s + a) - 1 and Q_2 = relu(s + a): Q_1 is smaller where s + a < 1, not after.
     _set_member(agent.critic, 0, [1.0, 1.0], 0.0, 2.0, -1.0)
     _set_member(agent.critic, 1, [1.0, 1.0], 0.0, 1.0, 0.0)
@@ -139,11 +140,7 @@ def test_the_pre_activation_penalty_pulls_a_saturated_actor_back_where_q_cannot(
         config = DDPGConfig(hidden_sizes=(1,), batch_size=2, buffer_size=2, actor_lr=0.1,
                             device='cpu', pre_activation_penalty=weight)
         agent = DDPG(1, np.array([-2.0]), np.array([2.0]), config)
-        with torch.no_grad():
-            agent.actor.net[0].weight.fill_(1.0)
-            agent.actor.net[0].bias.fill_(0.0)
-            agent.actor.net[2].weight.fill_(30.0)
-            agent.actor.net[2].bias.fill_(0.0)
+        _set_actor(agent.actor, 30.0)
         return agent
 
     obs = torch.tensor([[1.0], [1.0]])
@@ -386,11 +383,8 @@ def test_crossq_has_no_targets_and_takes_its_target_from_the_same_pass() -> None
     assert agent.actor_target is None and agent.critic_target is None
     assert not {'actor_target', 'critic_target'} & set(agent.state_dict())
     critic = agent.critic
+    _set_actor(agent.actor, 1.0)
     with torch.no_grad():
-        agent.actor.net[0].weight.fill_(1.0)
-        agent.actor.net[0].bias.fill_(0.0)
-        agent.actor.net[2].weight.fill_(1.0)
-        agent.actor.net[2].bias.fill_(0.0)
         critic.layers[0].weight.copy_(torch.tensor([[[1.0], [1.0]]]))
         critic.layers[0].bias.zero_()
         critic.out.weight.fill_(1.0)
