@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -86,6 +87,9 @@ class BackgroundChain:
     :param log_dir: where the output goes; it must exist.
     """
 
+    _LIFT_PERIOD = 1.0
+    """Seconds between two lifts to normal priority while a test waits."""
+
     def __init__(self, name: str, steps: Sequence[Step], log_dir: Path) -> None:
         self.name = name
         self.log_dir = log_dir
@@ -135,11 +139,18 @@ class BackgroundChain:
         :raises AssertionError: a command failed, or the chain is still running after
             ``timeout`` seconds (then it is stopped).
         """
-        with self._lock:
-            self._wanted.set()
-            if self._process is not None and self._process.poll() is None:
-                to_normal_priority(self._process.pid)  # its session: start_new_session
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            # Lifted again each second: a command started a moment ago may set its own idle
+            # priority only after a lift (its wrapper has not run yet), and would keep it.
+            with self._lock:
+                self._wanted.set()
+                if self._process is not None and self._process.poll() is None:
+                    to_normal_priority(self._process.pid)  # its session: start_new_session
+            left = deadline - time.monotonic()
+            self._thread.join(min(self._LIFT_PERIOD, max(left, 0.0)))
+            if not self._thread.is_alive() or left <= 0.0:
+                break
         if self._thread.is_alive():
             self.stop()
             raise AssertionError(f'background run {self.name} did not finish in {timeout} s')
