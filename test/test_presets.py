@@ -144,6 +144,31 @@ def test_a_custom_file_is_read_and_a_missing_one_named(tmp_path: Path) -> None:
         load_presets(tmp_path / 'nope.yaml')
 
 
+SHARED = """
+.twin: &twin
+  n_critics: 2
+  policy_delay: 3
+Foo-v5/ddpg: &foo
+  batch_size: 64
+  policy_delay: 1
+Foo-v5:
+  <<: [*twin, *foo]
+  policy_delay: 2
+"""
+
+
+def test_a_shared_block_is_merged_into_presets_and_is_no_preset(tmp_path: Path) -> None:
+    path = _write(tmp_path, SHARED)
+    assert preset_names(path) == ('Foo-v5/ddpg', 'Foo-v5')
+    # The preset's own key wins over both merged blocks.
+    assert preset_for('Foo-v5', path) == {'n_critics': 2, 'policy_delay': 2, 'batch_size': 64}
+    with pytest.raises(ValueError, match='unknown preset'):
+        preset_for('.twin', path, required=True)
+    bad = _write(tmp_path, SHARED.replace('n_critics: 2', 'n_critic: 2'))
+    with pytest.raises(ValueError, match=r'preset \.twin: n_critic=2 is not a DDPG setting'):
+        load_presets(bad)
+
+
 def test_an_unknown_name_is_none_unless_asked_for() -> None:
     assert preset_for('Pendulum-v1') is None
     with pytest.raises(ValueError) as caught:

@@ -27,6 +27,10 @@ PLAIN_DDPG = 'ddpg'
 """The preset name that asks for the env's tuned values with every extension off: the preset
 ``<env id>/ddpg`` of the presets file."""
 
+SHARED_PREFIX = '.'
+"""A top-level key of a presets file that starts with it holds settings that presets merge in
+(YAML's ``<<: [*block, *base]``) and is not a preset itself."""
+
 RUN_FIELDS = ('seed', 'device')
 """DDPGConfig fields that belong to a run, never to a preset."""
 
@@ -81,7 +85,8 @@ def validate_preset(name: str, preset: Any, source: str = 'preset') -> dict[str,
 
 def load_presets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """
-    Return every preset of a presets file, validated, keyed by env id.
+    Return every preset of a presets file, validated, keyed by env id; shared blocks
+    (keys that start with :data:`SHARED_PREFIX`) are merged into presets, not returned.
 
     :param path: a YAML file shaped as ``ddpg_ros/core/presets.yaml``; ``None`` for that file.
     :raises ValueError: a malformed file, or a preset with an unknown key, a wrong type or a
@@ -99,8 +104,10 @@ def load_presets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(data, dict):
         raise ValueError(f'{path}: must map env ids to presets, not {type(data).__name__}')
-    return {str(name): validate_preset(str(name), preset, str(path))
-            for name, preset in data.items()}
+    checked = {str(name): validate_preset(str(name), preset, str(path))
+               for name, preset in data.items()}  # shared blocks too: a typo there is found
+    return {name: preset for name, preset in checked.items()
+            if not name.startswith(SHARED_PREFIX)}
 
 
 def preset_names(path: str | Path | None = None) -> tuple[str, ...]:
@@ -183,5 +190,5 @@ def describe(preset: dict[str, Any]) -> str:
 
 
 __all__ = ['NO_PRESET', 'PLAIN_DDPG', 'PRESETS_FILE', 'PRESET_FIELDS', 'RUN_FIELDS',
-           'config_kwargs_for_task', 'describe', 'env_id_for_task', 'load_presets', 'preset_for',
-           'preset_name', 'preset_names', 'validate_preset']
+           'SHARED_PREFIX', 'config_kwargs_for_task', 'describe', 'env_id_for_task',
+           'load_presets', 'preset_for', 'preset_name', 'preset_names', 'validate_preset']
