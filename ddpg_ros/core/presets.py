@@ -85,8 +85,10 @@ def validate_preset(name: str, preset: Any, source: str = 'preset') -> dict[str,
 
 def load_presets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """
-    Return every preset of a presets file, validated, keyed by env id; shared blocks
-    (keys that start with :data:`SHARED_PREFIX`) are merged into presets, not returned.
+    Return every preset of a presets file, validated, keyed by env id.
+
+    Shared blocks (keys that start with :data:`SHARED_PREFIX`) are checked too, and merged
+    into presets, not returned.
 
     :param path: a YAML file shaped as ``ddpg_ros/core/presets.yaml``; ``None`` for that file.
     :raises ValueError: a malformed file, or a preset with an unknown key, a wrong type or a
