@@ -105,6 +105,11 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     'crossq_pa1e-2_clr3e-4': (*CROSSQ_PA, '--critic-lr', '3e-4'),
     # ... and the actor ascending the smaller of the two critics, as CrossQ's own code does.
     'crossq_pa1e-2_qmin': (*CROSSQ_PA, '--actor-q', 'min'),
+    # HalfCheetah's gap to sbx's CrossQ (RESULTS 8d): the actor at CrossQ's lr 1e-3, which
+    # ran it to its bounds before the penalty (8b). Hopper's seed 4 standing still (8f):
+    # twice the exploration noise.
+    'crossq_pa1e-2_alr1e-3': (*CROSSQ_PA, '--actor-lr', '1e-3'),
+    'crossq_pa1e-2_sigma0.2': (*CROSSQ_PA, '--noise-sigma', '0.2'),
     # The same with wider critics (the actor stays 256-256): how the return grows with the
     # critics' width, CrossQ's paper using 2,048.
     **{f'crossq_pa1e-2_c{width}': (*CROSSQ_PA, '--critic-hidden-sizes', str(width), str(width))
