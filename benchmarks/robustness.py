@@ -110,9 +110,9 @@ def train(args: argparse.Namespace, variant: str, seed: int) -> dict:
     directory = args.out / f'{args.env}-{variant}-{args.steps}-seed{seed}'
     flags = VARIANTS[variant]
     # Held through the evaluation: its checkpoint is in there.
-    with own_run_directory(directory):
+    with own_run_directory(directory) as held:
         proc, wall, curve = ddpg_train(directory, args.env, args.steps, seed, args.eval_every,
-                                       10, flags)
+                                       10, flags, held)
         record = {'env': args.env, 'variant': variant, 'flags': list(flags),
                   'steps': args.steps, 'seed': seed, 'returncode': proc.returncode,
                   'wall_time_s': round(wall, 1), 'curve': curve,

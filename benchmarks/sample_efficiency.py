@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import fcntl
 import os
 import subprocess
 import sys
@@ -37,6 +38,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -158,44 +160,44 @@ def save_result(path: Path, run: dict) -> None:
 
 
 @contextlib.contextmanager
-def own_run_directory(directory: Path):
+def own_run_directory(directory: Path) -> Iterator[int]:
     """
     Hold ``directory`` for one run: a second driver on the same run would remove its files.
 
-    A lock file beside it names the holder's pid; one left by a process that has ended is
-    taken over.
+    The hold is a ``flock`` on a lock file beside it, which the kernel releases when the last
+    process holding it ends, however it ends: a driver that was killed leaves no stale hold,
+    and a pid reused by another process cannot keep one. Pass the yielded descriptor to
+    ``ddpg_train`` and the training process holds it too, so that a run left going by a
+    killed driver keeps its directory until it ends.
 
-    :raises RuntimeError: when a live process holds it.
+    :raises RuntimeError: when another process holds it; the message names its pid.
     """
     lock = directory.with_name(f'.{directory.name}.lock')
     lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text() or 0)
-                os.kill(holder, 0)
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # its holder has ended
-                continue
-            raise RuntimeError(f'{directory} is in use by process {holder}') from None
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        break
-    else:
-        raise RuntimeError(f'cannot hold {directory}')
+    fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        yield directory
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or 'unknown'
+        os.close(fd)
+        raise RuntimeError(f'{directory} is held by process {holder} or a run it started'
+                           ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    try:
+        yield fd
     finally:
-        lock.unlink(missing_ok=True)
+        os.close(fd)  # the file stays: unlinking it would let two holders lock two files
 
 
 def ddpg_train(directory: Path, env: str, steps: int, seed: int, eval_every: int,
-               eval_episodes: int, flags: tuple[str, ...]
+               eval_episodes: int, flags: tuple[str, ...], held: int | None = None
                ) -> tuple[subprocess.CompletedProcess, float, list[list[float]]]:
     """
     Run ``ddpg-train`` afresh into ``directory``, which the caller holds (own_run_directory).
+
+    ``held``, the descriptor ``own_run_directory`` yielded, is passed on to the process, which
+    then holds the directory as long as it runs.
 
     :returns: the finished process, its wall time in seconds and its evaluation curve.
     """
@@ -206,7 +208,8 @@ def ddpg_train(directory: Path, env: str, steps: int, seed: int, eval_every: int
     if directory.exists():
         subprocess.run(['rm', '-rf', str(directory)], check=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          pass_fds=() if held is None else (held,))
     return proc, time.perf_counter() - start, read_curve(directory)
 
 
@@ -214,9 +217,9 @@ def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
     """Run ``ddpg-train`` for one (variant, seed) and return its record."""
     directory = args.out / f'{args.env}-{variant}-{args.steps}-seed{seed}'
     flags = VARIANTS[variant]
-    with own_run_directory(directory):
+    with own_run_directory(directory) as held:
         proc, wall, curve = ddpg_train(directory, args.env, args.steps, seed, args.eval_every,
-                                       args.eval_episodes, flags)
+                                       args.eval_episodes, flags, held)
     saturated = 'saturated' in proc.stderr
     record = {'env': args.env, 'variant': variant, 'flags': list(flags), 'steps': args.steps,
               'seed': seed, 'returncode': proc.returncode, 'wall_time_s': round(wall, 1),
