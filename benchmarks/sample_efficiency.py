@@ -191,7 +191,7 @@ def own_run_directory(directory: Path) -> Iterator[int]:
 
 
 def ddpg_train(directory: Path, env: str, steps: int, seed: int, eval_every: int,
-               eval_episodes: int, flags: tuple[str, ...], held: int | None = None
+               eval_episodes: int, flags: tuple[str, ...], held: int
                ) -> tuple[subprocess.CompletedProcess, float, list[list[float]]]:
     """
     Run ``ddpg-train`` afresh into ``directory``, which the caller holds (own_run_directory).
@@ -209,7 +209,7 @@ def ddpg_train(directory: Path, env: str, steps: int, seed: int, eval_every: int
         subprocess.run(['rm', '-rf', str(directory)], check=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True,
-                          pass_fds=() if held is None else (held,))
+                          pass_fds=(held,))
     return proc, time.perf_counter() - start, read_curve(directory)
 
 

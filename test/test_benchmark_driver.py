@@ -12,12 +12,11 @@ DRIVER = ROOT / 'benchmarks' / 'sample_efficiency.py'
 
 # A driver that holds a run directory, says so, and waits (for its stdin to close, or a kill).
 HOLDER = f"""
-import importlib.util, sys
+import sys
 from pathlib import Path
-spec = importlib.util.spec_from_file_location('sample_efficiency', {str(DRIVER)!r})
-driver = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(driver)
-with driver.own_run_directory(Path(sys.argv[1])):
+sys.path.insert(0, {str(DRIVER.parent)!r})
+from sample_efficiency import own_run_directory
+with own_run_directory(Path(sys.argv[1])):
     print('held', flush=True)
     sys.stdin.read()
 """
