@@ -240,7 +240,8 @@ def test_policies_reach_robots_on_other_hosts_and_their_transitions_reach_the_le
 @pytest.mark.learning
 def test_the_fleet_learns_the_pendulum_across_hosts(netns_hosts: Callable[..., NetnsHosts],
                                                     tmp_path: Path) -> None:
-    # The single-host fleet test's learner and bound (test_fleet_launch.py), multicast.
+    # The single-host fleet test's learner (test_fleet_launch.py), multicast, to a solved
+    # pendulum: the fleet's one run to 1000 (the launch test stops at a learned 100).
     torch.set_num_threads(1)  # this process evaluates; leave the cores to the nodes
     hosts = netns_hosts(['a', 'b', 'c'])
     fleet = HostFleet(hosts, tmp_path / 'learner', learner={
