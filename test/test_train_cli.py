@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from ddpg_ros.cli.common import add_config_arguments, config_from_args
+from ddpg_ros.cli.train import main as train_main
 from ddpg_ros.core.checkpoint import load_checkpoint
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.core.presets import preset_for
@@ -153,16 +154,25 @@ def test_a_resumed_run_continues_its_counters_buffer_and_settings(
                 assert np.array_equal(buffer[key][:kept], before[key]), f'buffer {key} lost'
 
 
+@pytest.fixture(scope='module')
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 300-step run (random actions only) that the resume tests start from."""
+    out = tmp_path_factory.mktemp('short_run')
+    result = ddpg_train(out, '--env', 'InvertedPendulum-v5', '--total-steps', '300',
+                        '--learning-starts', '300', '--eval-every', '300',
+                        '--eval-episodes', '1', '--no-tensorboard')
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.mark.parametrize('args, message', [
     (('--total-steps', '200'), 'is not beyond the 300 steps that'),
     (('--env', 'InvertedDoublePendulum-v5'), 'does not match this robot'),
 ])
-def test_resume_refuses_what_cannot_continue(tmp_path: Path, args, message) -> None:
-    ddpg_train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '300',
-               '--learning-starts', '300', '--eval-every', '300', '--eval-episodes', '1',
-               '--no-tensorboard')
+def test_resume_refuses_what_cannot_continue(short_run: Path, tmp_path: Path, args,
+                                             message) -> None:
     result = ddpg_train(tmp_path, '--env', 'InvertedPendulum-v5', '--total-steps', '400',
-                        '--resume', str(tmp_path / 'checkpoint.pt'), *args, timeout=120)
+                        '--resume', str(short_run / 'checkpoint.pt'), *args, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('ddpg-train: error: '), lines
@@ -194,13 +204,23 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
      'batch_size=512 must not exceed buffer_size (100)'),
     (('--env', 'Pendulum-v1', '--total-steps', '0'), 'total_steps=0 must be >= 1'),
 ])
-def test_train_bad_input_is_one_clear_line(tmp_path: Path, args, message) -> None:
-    result = ddpg_train(tmp_path / 'out', *args, timeout=120)
-    assert result.returncode == 2
-    assert 'Traceback' not in result.stderr
-    lines = result.stderr.strip().splitlines()
+def test_train_bad_input_is_one_clear_line(tmp_path: Path, capsys, args, message) -> None:
+    # In this process: what ddpg-train's main() prints and returns (about 3 s less a case
+    # than a new interpreter importing torch); the process itself, once, below.
+    status = train_main(['--out', str(tmp_path / 'out'), '--no-progress', *args])
+    assert status == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('ddpg-train: error: ')
     assert message in lines[0]
+    assert not (tmp_path / 'out').exists(), 'bad input must not leave a run directory'
+
+
+def test_train_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    result = ddpg_train(tmp_path / 'out', '--env', 'Pendulum-v1', '--tau', '1.5', timeout=120)
+    assert result.returncode == 2
+    assert 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        'ddpg-train: error: tau=1.5 must be in (0, 1]']
 
 
 @pytest.mark.parametrize('args, expected', [
