@@ -24,8 +24,10 @@ from conftest import ProcessGroup, node_command
 
 pytestmark = pytest.mark.ros
 
-TRIALS = int(os.environ.get('DDPG_ROS_KILL_TRIALS', '8'))
-"""Agents killed; each checkpoints (with its buffer) every 25 steps, many saves a second."""
+TRIALS = int(os.environ.get('DDPG_ROS_KILL_TRIALS', '5'))
+"""Agents killed; each checkpoints (with its buffer) every 25 steps, many saves a second.
+A trial costs two node start-ups (about 7 s on 2 cores); test_checkpoint.py kills a saving
+writer 12 times in one process, a fraction of a second each."""
 
 
 def _newest(directory: Path) -> Path | None:

@@ -258,8 +258,9 @@ def test_hyper_parameters_come_from_the_preset_and_parameters_override_them(
         stop_agent(ros_node, agent)
 
 
-@pytest.mark.distro
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+# On Kilted, SIGTERM here and SIGINT through the launcher (test_launcher.py): each signal once.
+@pytest.mark.parametrize('sig', [signal.SIGINT, pytest.param(signal.SIGTERM,
+                                                             marks=pytest.mark.distro)])
 def test_signal_checkpoints_sends_the_safe_command_and_exits_0(
         ros_processes: ProcessGroup, ros_node: RosTestNode, tmp_path, sig: int) -> None:
     start_sim(ros_processes)

@@ -391,10 +391,11 @@ def test_signal_stops_the_launched_sim_with_status_0(
     assert f'{signal.Signals(sig).name}: stopping every node' in launcher.output()
 
 
-@pytest.mark.distro
 @pytest.mark.skipif(importlib.util.find_spec('ddpg_ros.ros.ddpg_agent_node') is None,
                     reason='FULL PROFILE: runs once ddpg_ros/ros/ddpg_agent_node.py exists')
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+# On Kilted, SIGINT here and SIGTERM at the agent (test_ddpg_agent_node.py): each signal once.
+@pytest.mark.parametrize('sig', [pytest.param(signal.SIGINT, marks=pytest.mark.distro),
+                                 signal.SIGTERM])
 def test_signal_stops_the_full_train_sim_profile_with_status_0(
         ros_processes: ProcessGroup, ros_node: RosTestNode, sig: int) -> None:
     """The whole profile: the agent drives the sim (joint_states advance), then both stop."""

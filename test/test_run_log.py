@@ -148,8 +148,8 @@ def test_the_train_profile_writes_progress_tensorboard_and_a_curve_into_checkpoi
     runs = tmp_path / 'runs'
     launcher = ros_processes.start(launcher_command(
         'train_sim', 'task:=inverted_pendulum', f'checkpoint_dir:={runs}',
-        'total_steps:=2500', 'log_every:=500', 'checkpoint_every:=1000',
-        'learning_starts:=500', 'batch_size:=32', 'hidden_sizes:=[32,32]',
+        'total_steps:=1500', 'log_every:=300', 'checkpoint_every:=600',
+        'learning_starts:=300', 'batch_size:=32', 'hidden_sizes:=[32,32]',
         'updates_per_step:=1.0', 'device:=cpu'),
         name='ddpg-launch')
     deadline = time.monotonic() + 240.0
@@ -157,26 +157,26 @@ def test_the_train_profile_writes_progress_tensorboard_and_a_curve_into_checkpoi
         time.sleep(0.5)
     assert launcher.popen.poll() is not None, launcher.output()[-3000:]
     output = launcher.output()
-    assert 'reached total_steps=2500' in output, output[-3000:]
+    assert 'reached total_steps=1500' in output, output[-3000:]
 
     fields, rows = read_rows(runs / 'progress.csv')
     assert tuple(fields) == CSV_FIELDS
-    assert [int(r['env_steps']) for r in rows] == [500, 1000, 1500, 2000, 2500]
+    assert [int(r['env_steps']) for r in rows] == [300, 600, 900, 1200, 1500]
     assert all(int(r['episodes']) > 0 and float(r['train_return_mean']) > 0 for r in rows)
-    # Learning started at 500 steps: later rows carry updates and losses.
+    # Learning started at 300 steps: later rows carry updates and losses.
     assert int(rows[-1]['updates']) > 0 and rows[-1]['critic_loss'] != ''
     tags = scalar_tags(runs)
     assert len(tags['train/episode_return']) == int(rows[-1]['episodes'])
     episodes = read_rows(runs / 'episodes.csv')[1]
     assert [float(r['episode_return']) for r in episodes] == pytest.approx(
         tags['train/episode_return'])
-    assert int(episodes[-1]['env_steps']) <= 2500
+    assert int(episodes[-1]['env_steps']) <= 1500
     assert tags['train/train_return_mean'] == pytest.approx(
         [float(r['train_return_mean']) for r in rows])
     assert (runs / 'learning_curve.png').read_bytes().startswith(PNG_MAGIC)
     # Periodic checkpoints may be named a step past their multiple (written off the loop).
     checkpoints = sorted(p.name for p in runs.glob('checkpoint_*.pt'))
-    assert len(checkpoints) == 3 and checkpoints[-1] == 'checkpoint_000002500.pt', checkpoints
+    assert len(checkpoints) == 3 and checkpoints[-1] == 'checkpoint_000001500.pt', checkpoints
 
 
 def test_an_agent_whose_checkpoint_dir_cannot_be_made_does_not_start(
