@@ -156,7 +156,7 @@ def test_a_resumed_run_continues_its_counters_buffer_and_settings(
 
 @pytest.fixture(scope='module')
 def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 300-step run (random actions only) that the resume tests start from."""
+    """Train the 300-step run (random actions only) that the resume tests start from."""
     out = tmp_path_factory.mktemp('short_run')
     result = ddpg_train(out, '--env', 'InvertedPendulum-v5', '--total-steps', '300',
                         '--learning-starts', '300', '--eval-every', '300',
