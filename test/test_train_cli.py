@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from ddpg_ros.cli.common import add_config_arguments, config_from_args
+from ddpg_ros.cli.evaluate import build_parser as eval_parser
+from ddpg_ros.cli.train import build_parser as train_parser
 from ddpg_ros.cli.train import main as train_main
 from ddpg_ros.core.checkpoint import load_checkpoint
 from ddpg_ros.core.config import DDPGConfig
@@ -163,6 +165,19 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         '--eval-episodes', '1', '--no-tensorboard')
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.mark.parametrize('parser', [train_parser, eval_parser], ids=['train', 'eval'])
+def test_help_says_each_default_once_and_never_none(parser) -> None:
+    # Unwrapped, so that a default split over two lines is still one match.
+    text = ' '.join(parser().format_help().split())
+    assert '(default: None)' not in text and '(default: )' not in text
+    assert '(default: False)' not in text, 'a switch is off unless given'
+    options = text.split(' --')[1:]
+    assert options, text
+    twice = [option[:40] for option in options if option.count('default:') > 1]
+    assert not twice, twice
+    assert '(default: 10)' in text  # --episodes / --eval-episodes keep theirs
 
 
 @pytest.mark.parametrize('args, message', [

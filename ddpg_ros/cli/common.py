@@ -11,6 +11,23 @@ from typing import Any
 from ddpg_ros.core.config import DDPGConfig, field_docs
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """
+    Each option's default at the end of its help, once.
+
+    Left out where the help already says its default in words (``(default: the
+    checkpoint's)``), for a switch (``--no-progress``: off unless given) and where there is
+    none to show: a required option, or a default of ``None`` or ``''``.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ''
+        if ('(default' in text or action.required or action.nargs == 0
+                or action.default in (None, '', argparse.SUPPRESS)):
+            return text
+        return super()._get_help_string(action) or text
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, preset_note: str = '') -> None:
     """
     Add one ``--flag`` per :class:`DDPGConfig` field, with its default and docstring.

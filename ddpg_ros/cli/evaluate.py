@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ddpg_ros.core.checkpoint import load_checkpoint
-from ddpg_ros.cli.common import run_cli
+from ddpg_ros.cli.common import HelpFormatter, run_cli
 from ddpg_ros.sim.envs import make_env, spec_for_env
 from ddpg_ros.sim.randomization_profile import LEVEL_NAMES, load_profile
 from ddpg_ros.cli.evaluation import evaluate, write_gif
@@ -26,7 +26,7 @@ from ddpg_ros.cli.evaluation import evaluate, write_gif
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='ddpg-eval', description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument('--checkpoint', required=True, type=Path, help='checkpoint file')
     parser.add_argument('--env', default=None,
                         help="Gymnasium environment id (default: the checkpoint's)")
@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='episode i starts from env.reset(seed=seed + i)')
     parser.add_argument('--randomize', default='', metavar='PROFILE',
                         help=f"perturb the robot: {', '.join(LEVEL_NAMES)} or a YAML profile "
-                             '(e.g. the timing.yaml a ddpg_agent wrote); default none')
-    parser.add_argument('--device', default='cpu', choices=('auto', 'cpu', 'cuda'))
+                             '(e.g. the timing.yaml a ddpg_agent wrote) (default: none)')
+    parser.add_argument('--device', default='cpu', choices=('auto', 'cpu', 'cuda'),
+                        help="where the actor runs: 'auto' is CUDA when present")
     parser.add_argument('--video', type=Path, default=None,
                         help='write the first episode as an animated GIF to this file')
     parser.add_argument('--width', type=int, default=320, help='video width in pixels')

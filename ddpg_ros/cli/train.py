@@ -22,8 +22,8 @@ import torch
 
 from ddpg_ros.core.checkpoint import (Checkpoint, load_checkpoint, random_states,
                                       restore_random_states, save_checkpoint)
-from ddpg_ros.cli.common import (add_config_arguments, config_from_args, given_config_values,
-                                 run_cli)
+from ddpg_ros.cli.common import (HelpFormatter, add_config_arguments, config_from_args,
+                                 given_config_values, run_cli)
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.core.ddpg import DDPG
 from ddpg_ros.sim.envs import make_env, spec_for_env
@@ -332,7 +332,7 @@ class _ProgressBar:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='ddpg-train', description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument('--env', required=True, help='Gymnasium environment id')
     parser.add_argument('--total-steps', type=int, default=RunConfig.total_steps,
                         help='environment steps to train for')
