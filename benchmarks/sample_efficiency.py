@@ -114,6 +114,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     'crossq_pa1e-2_sigma0.2': (*CROSSQ_PA, '--noise-sigma', '0.2'),
     # Walker2d's preset (3-step returns, 8g) with HalfCheetah's actor at lr 1e-3 (8h).
     'crossq_pa1e-2_n3_alr1e-3': (*CROSSQ_PA, '--n-step', '3', '--actor-lr', '1e-3'),
+    # Walker2d's preset with its critics twice as wide (the actor stays 256-256): whether the
+    # width that CrossQ's paper leans on pays where the preset stops short of 3,500.
+    'crossq_pa1e-2_n3_c512': (*CROSSQ_PA, '--n-step', '3', '--critic-hidden-sizes', '512', '512'),
     # The same with wider critics (the actor stays 256-256): how the return grows with the
     # critics' width, CrossQ's paper using 2,048.
     **{f'crossq_pa1e-2_c{width}': (*CROSSQ_PA, '--critic-hidden-sizes', str(width), str(width))
