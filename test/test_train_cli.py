@@ -21,7 +21,7 @@ from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.core.presets import preset_for
 
 from conftest import (PENDULUM_EVAL_EVERY, PENDULUM_RETURN, PENDULUM_SEEDS, PENDULUM_STEPS,
-                      PendulumRun, ddpg_train)
+                      PendulumRun, ddpg_train, ddpg_train_command)
 
 
 def _preset_updates(steps: int) -> int:
@@ -167,19 +167,6 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize('parser', [train_parser, eval_parser], ids=['train', 'eval'])
-def test_help_says_each_default_once_and_never_none(parser) -> None:
-    # Unwrapped, so that a default split over two lines is still one match.
-    text = ' '.join(parser().format_help().split())
-    assert '(default: None)' not in text and '(default: )' not in text
-    assert '(default: False)' not in text, 'a switch is off unless given'
-    options = text.split(' --')[1:]
-    assert options, text
-    twice = [option[:40] for option in options if option.count('default:') > 1]
-    assert not twice, twice
-    assert '(default: 10)' in text  # --episodes / --eval-episodes keep theirs
-
-
 @pytest.mark.parametrize('args, message', [
     (('--total-steps', '200'), 'is not beyond the 300 steps that'),
     (('--env', 'InvertedDoublePendulum-v5'), 'does not match this robot'),
@@ -198,14 +185,18 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
     args = ('--env', 'Pendulum-v1', '--total-steps', '600', '--learning-starts', '300',
             '--batch-size', '32', '--hidden-sizes', '32', '32', '--eval-every', '600',
             '--eval-episodes', '1', '--no-tensorboard', '--seed', '3', '--torch-threads', '1')
-    runs = [ddpg_train(tmp_path / name, *args) for name in ('a', 'b')]
-    assert all(r.returncode == 0 for r in runs), runs[0].stderr
-    a = load_checkpoint(tmp_path / 'a' / 'checkpoint.pt').agent_state['actor']
-    b = load_checkpoint(tmp_path / 'b' / 'checkpoint.pt').agent_state['actor']
+    # The three runs at once, one thread each: a run's result must not depend on what else
+    # the machine does (and the test takes the time of one run and a half, not three).
+    commands = {'a': args, 'b': args, 'c': (*args[:-4], '--seed', '4', '--torch-threads', '1')}
+    runs = {name: subprocess.Popen(ddpg_train_command(tmp_path / name, *command),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for name, command in commands.items()}
+    for name, run in runs.items():
+        _, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, f'{name}: {stderr}'
+    a, b, c = (load_checkpoint(tmp_path / name / 'checkpoint.pt').agent_state['actor']
+               for name in 'abc')
     assert all(torch.equal(a[k], b[k]) for k in a)
-    other = ddpg_train(tmp_path / 'c', *args[:-4], '--seed', '4', '--torch-threads', '1')
-    assert other.returncode == 0, other.stderr
-    c = load_checkpoint(tmp_path / 'c' / 'checkpoint.pt').agent_state['actor']
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
@@ -236,6 +227,19 @@ def test_train_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path: Path) 
     assert 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines() == [
         'ddpg-train: error: tau=1.5 must be in (0, 1]']
+
+
+@pytest.mark.parametrize('parser', [train_parser, eval_parser], ids=['train', 'eval'])
+def test_help_says_each_default_once_and_never_none(parser) -> None:
+    # Unwrapped, so that a default split over two lines is still one match.
+    text = ' '.join(parser().format_help().split())
+    assert '(default: None)' not in text and '(default: )' not in text
+    assert '(default: False)' not in text, 'a switch is off unless given'
+    options = text.split(' --')[1:]
+    assert options, text
+    twice = [option[:40] for option in options if option.count('default:') > 1]
+    assert not twice, twice
+    assert '(default: 10)' in text  # --episodes / --eval-episodes keep theirs
 
 
 @pytest.mark.parametrize('args, expected', [
