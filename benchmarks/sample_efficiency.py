@@ -162,6 +162,10 @@ def save_result(path: Path, run: dict) -> None:
     replace_run(path, run, run_key, load_results)
 
 
+class RunHeld(RuntimeError):
+    """Another driver, or a run one started, holds the run directory."""
+
+
 @contextlib.contextmanager
 def own_run_directory(directory: Path) -> Iterator[int]:
     """
@@ -173,7 +177,7 @@ def own_run_directory(directory: Path) -> Iterator[int]:
     ``ddpg_train`` and the training process holds it too, so that a run left going by a
     killed driver keeps its directory until it ends.
 
-    :raises RuntimeError: when another process holds it; the message names its pid.
+    :raises RunHeld: when another process holds it; the message names its pid.
     """
     lock = directory.with_name(f'.{directory.name}.lock')
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +187,7 @@ def own_run_directory(directory: Path) -> Iterator[int]:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors='replace').strip() or 'unknown'
         os.close(fd)
-        raise RuntimeError(f'{directory} is held by process {holder} or a run it started'
-                           ) from None
+        raise RunHeld(f'{directory} is held by process {holder} or a run it started') from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     try:
@@ -216,13 +219,22 @@ def ddpg_train(directory: Path, env: str, steps: int, seed: int, eval_every: int
     return proc, time.perf_counter() - start, read_curve(directory)
 
 
-def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict:
-    """Run ``ddpg-train`` for one (variant, seed) and return its record."""
+def one_run(args: argparse.Namespace, variant: str, seed: int) -> dict | None:
+    """
+    Run ``ddpg-train`` for one (variant, seed) and return its record.
+
+    A run that another driver holds is that driver's to finish and record: it is skipped with
+    a line that says so (``None``), and this driver goes on with the rest of its runs.
+    """
     directory = args.out / f'{args.env}-{variant}-{args.steps}-seed{seed}'
     flags = VARIANTS[variant]
-    with own_run_directory(directory) as held:
-        proc, wall, curve = ddpg_train(directory, args.env, args.steps, seed, args.eval_every,
-                                       args.eval_episodes, flags, held)
+    try:
+        with own_run_directory(directory) as held:
+            proc, wall, curve = ddpg_train(directory, args.env, args.steps, seed,
+                                           args.eval_every, args.eval_episodes, flags, held)
+    except RunHeld as held_elsewhere:
+        print(f'[{_now()}] {variant} seed {seed}: skipped, {held_elsewhere}', flush=True)
+        return None
     saturated = 'saturated' in proc.stderr
     record = {'env': args.env, 'variant': variant, 'flags': list(flags), 'steps': args.steps,
               'seed': seed, 'returncode': proc.returncode, 'wall_time_s': round(wall, 1),
@@ -495,7 +507,8 @@ def main() -> int:
     print(f'[{_now()}] {len(todo)} runs, {args.jobs} at a time', flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         for record in pool.map(lambda vs: one_run(args, *vs), todo):
-            save_result(args.results, record)
+            if record is not None:
+                save_result(args.results, record)
     print(summarize(load_results(args.results), args.solved, args.stable))
     return 0
 

@@ -1,4 +1,9 @@
-"""The benchmark driver's hold on a run directory: the kernel releases it, however it ends."""
+"""
+The benchmark driver's hold on a run directory.
+
+The kernel releases it, however the driver ends, and a second driver skips a held run and
+goes on with the rest.
+"""
 
 import importlib.util
 import subprocess
@@ -74,3 +79,26 @@ def test_a_run_outlives_its_driver_with_the_hold(tmp_path, own_run_directory) ->
         run.wait()
     with own_run_directory(directory):
         pass
+
+
+def test_the_driver_skips_runs_another_holds_and_goes_on(tmp_path, own_run_directory) -> None:
+    # A second driver started on runs a first is training: each is skipped with a line saying
+    # so (the first records it), none is removed, and the driver ends normally.
+    out, results = tmp_path / 'out', tmp_path / 'results.json'
+    directories = [out / f'Pendulum-v1-ddpg-300-seed{seed}' for seed in (0, 1)]
+    with own_run_directory(directories[0]), own_run_directory(directories[1]):
+        for directory in directories:
+            directory.mkdir(parents=True)
+            (directory / 'progress.csv').write_text('env_steps,eval_return_mean\n')
+        driver = subprocess.run(
+            [sys.executable, str(DRIVER), '--env', 'Pendulum-v1', '--steps', '300',
+             '--variants', 'ddpg', '--seeds', '0', '1', '--out', str(out),
+             '--results', str(results)], capture_output=True, text=True, timeout=120)
+    assert driver.returncode == 0, driver.stderr
+    skipped = [line for line in driver.stdout.splitlines() if ': skipped, ' in line]
+    assert [line.split('] ')[1].split(':')[0] for line in skipped] == \
+        ['ddpg seed 0', 'ddpg seed 1'], driver.stdout
+    assert all(f'{directory} is held by process ' in line
+               for directory, line in zip(directories, skipped))
+    assert all((directory / 'progress.csv').exists() for directory in directories)
+    assert not results.exists()  # nothing ran, so nothing recorded
