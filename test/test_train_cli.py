@@ -191,9 +191,15 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
     runs = {name: subprocess.Popen(ddpg_train_command(tmp_path / name, *command),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for name, command in commands.items()}
-    for name, run in runs.items():
-        _, stderr = run.communicate(timeout=600)
-        assert run.returncode == 0, f'{name}: {stderr}'
+    try:
+        for name, run in runs.items():
+            _, stderr = run.communicate(timeout=600)
+            assert run.returncode == 0, f'{name}: {stderr}'
+    finally:
+        for run in runs.values():  # after a failure, the others are ended too
+            if run.poll() is None:
+                run.kill()
+                run.wait()
     a, b, c = (load_checkpoint(tmp_path / name / 'checkpoint.pt').agent_state['actor']
                for name in 'abc')
     assert all(torch.equal(a[k], b[k]) for k in a)
