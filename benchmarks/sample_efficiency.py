@@ -477,7 +477,8 @@ def main() -> int:
     parser.add_argument('--solved', type=float, default=1000.0)
     parser.add_argument('--stable', type=float, default=950.0)
     parser.add_argument('--jobs', type=int, default=1)
-    parser.add_argument('--force', action='store_true')
+    parser.add_argument('--force', action='store_true',
+                        help='run again the runs that already finished (a stopped run always is)')
     parser.add_argument('--out', type=Path, default=DEFAULT_OUT)
     parser.add_argument('--results', type=Path, default=DEFAULT_RESULTS)
     parser.add_argument('--summarize', action='store_true',
@@ -501,10 +502,15 @@ def main() -> int:
     peers = [v for v in args.variants if v in PEERS]
     if peers:
         parser.error(f'{", ".join(peers)}: run by benchmarks/peers.py; here only summarized')
-    done = {run_key(r) for r in load_results(args.results)['runs']}
-    todo = [(v, s) for s in args.seeds for v in args.variants
-            if args.force or (args.env, v, args.steps, s) not in done]
-    print(f'[{_now()}] {len(todo)} runs, {args.jobs} at a time', flush=True)
+    # A run that was stopped, or failed, is recorded with its exit status but is not done:
+    # asking for it again runs it again.
+    done = {run_key(r) for r in load_results(args.results)['runs'] if r['returncode'] == 0}
+    asked = [(v, s) for s in args.seeds for v in args.variants]
+    todo = [(v, s) for v, s in asked if args.force or (args.env, v, args.steps, s) not in done]
+    finished = len(asked) - len(todo)
+    print(f'[{_now()}] {len(todo)} runs, {args.jobs} at a time'
+          + (f'; {finished} already finished (--force runs them again)' if finished else ''),
+          flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         for record in pool.map(lambda vs: one_run(args, *vs), todo):
             if record is not None:

@@ -2,10 +2,11 @@
 The benchmark driver's hold on a run directory.
 
 The kernel releases it, however the driver ends, and a second driver skips a held run and
-goes on with the rest.
+goes on with the rest; a run that was stopped is run again when asked for.
 """
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,25 @@ def test_the_driver_skips_runs_another_holds_and_goes_on(tmp_path, own_run_direc
                for directory, line in zip(directories, skipped))
     assert all((directory / 'progress.csv').exists() for directory in directories)
     assert not results.exists()  # nothing ran, so nothing recorded
+
+
+def test_a_stopped_run_is_run_again_and_a_finished_one_is_not(tmp_path) -> None:
+    # A run stopped part way (SIGTERM, exit -15) is recorded with its status, so that its
+    # curve can be read, but asking for it again must run it: only a finished run is done.
+    out, results = tmp_path / 'out', tmp_path / 'results.json'
+    record = {'env': 'InvertedPendulum-v5', 'variant': 'ddpg', 'steps': 300,
+              'curve': [[100, -1.0]], 'saturated': False, 'wall_time_s': 1.0}
+    results.write_text(json.dumps({'machine': 'test', 'runs': [
+        {**record, 'seed': 0, 'returncode': 0},
+        {**record, 'seed': 1, 'returncode': -15}]}))
+    driver = subprocess.run(
+        [sys.executable, str(DRIVER), '--env', 'InvertedPendulum-v5', '--steps', '300',
+         '--eval-every', '300', '--eval-episodes', '1', '--variants', 'ddpg',
+         '--seeds', '0', '1', '--out', str(out), '--results', str(results)],
+        capture_output=True, text=True, timeout=300)
+    assert driver.returncode == 0, driver.stderr
+    assert '1 runs, 1 at a time; 1 already finished' in driver.stdout, driver.stdout
+    runs = {run['seed']: run for run in json.loads(results.read_text())['runs']}
+    assert runs[0]['curve'] == [[100, -1.0]]  # untouched
+    assert runs[1]['returncode'] == 0 and runs[1]['curve'][-1][0] == 300, runs[1]
+    assert not (out / 'InvertedPendulum-v5-ddpg-300-seed0').exists()
