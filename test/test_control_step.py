@@ -11,8 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ddpg_ros.control import loop as loop_module
 from ddpg_ros.control.episodes import Episodes, Transition
+from ddpg_ros.control.loop import ControlLoop, LoopActions
 from ddpg_ros.control.safety import CommandFilter, SafeCommand
+from ddpg_ros.control.sampling import LatestSamples
 from ddpg_ros.control.step import ControlStep
 from ddpg_ros.tasks import RobotState, make_task
 
@@ -120,3 +123,68 @@ def test_observe_last_action_carries_the_command_published_and_zero_after_a_rese
     assert step.step(state(3 * PERIOD, hinge=0.5)).reset
     step.step(state(4 * PERIOD))
     assert seen[-1][-1] == 0.0
+
+
+class FakeClock:
+    """``time.monotonic`` for the watchdog, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize('control_rate', [0.0, 25.0])
+def test_the_watchdog_trips_once_at_the_first_check_past_the_timeout_and_times_it(
+        monkeypatch: pytest.MonkeyPatch, control_rate: float) -> None:
+    """
+    The trip reports the silence and the gap since the previous check on the agent's clock.
+
+    A check that comes late (a starved node) trips late by as much, and says so.
+    """
+    clock = FakeClock()
+    monkeypatch.setattr(loop_module.time, 'monotonic', clock)
+    published: list[np.ndarray] = []
+    problems: list[str] = []
+    timeout = 1.0
+    loop = ControlLoop(control_step(RecordingPolicy(), PERIOD), LatestSamples(TASK, timeout),
+                       LoopActions(publish=published.append, episode_return=lambda r: None,
+                                   request_reset=None, problem=problems.append,
+                                   info=lambda line: None, finished=lambda: None),
+                       control_rate, timeout)
+    source = TASK.joint_source.name
+    assert not loop.check_watchdog(), 'disarmed before the first state'
+    loop.on_sample(source, state(0.0), 0.0)
+    if control_rate:
+        loop.on_tick()
+    assert len(published) == 1
+    for _ in range(20):  # 0.05-s checks up to the timeout
+        clock.now += 0.05
+        assert not loop.check_watchdog()
+    clock.now += 0.05
+    assert loop.check_watchdog()
+    np.testing.assert_array_equal(published[-1], [0.0])  # the pendulum's safe effort
+    assert loop.silent_sources == [source]
+    assert loop.trip_silence == pytest.approx(1.05)
+    assert loop.trip_check_gap == pytest.approx(0.05)
+    assert problems[-1].startswith(f'no valid sample from {source} for 1.05 s '
+                                   '(state_timeout 1 s): sent the safe command')
+    assert 'starved' not in problems[-1]
+    clock.now += 0.05
+    assert not loop.check_watchdog() and len(published) == 2, 'the safe command is sent once'
+
+    # States again: acting resumes. Then the node is starved for 2 s past its last check.
+    loop.on_sample(source, state(2 * PERIOD), 0.0)
+    if control_rate:
+        loop.on_tick()
+    assert not loop.tripped and len(published) == 3
+    clock.now += 0.5
+    assert not loop.check_watchdog()
+    clock.now += 2.0
+    assert loop.check_watchdog()
+    assert loop.trip_silence == pytest.approx(2.5)
+    assert loop.trip_check_gap == pytest.approx(2.0)
+    assert problems[-1].endswith('the watchdog ran 2.00 s after its previous check, so this '
+                                 'node was starved (CPU, or a blocked callback)')
+    assert loop.counts['watchdog_trips'] == 2

@@ -12,6 +12,7 @@ without DDS.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +65,14 @@ class ControlLoop:
         self.stopping = False
         self.silent_sources: list[str] = []
         self.counts = {'repeated_states': 0, 'watchdog_trips': 0}
+        self.trip_silence: float | None = None
+        """Seconds the silent sources had been silent when the watchdog last tripped."""
+        self.trip_check_gap: float | None = None
+        """Seconds between that check and the one before it. The watchdog trips at the first
+        check past ``state_timeout``, so ``trip_silence`` is at most the timeout plus this gap;
+        a gap far over the timer's period means the node itself was starved (CPU, a blocked
+        callback) and the safe command came late by as much."""
+        self._last_check: float | None = None
         self.on_latency: Callable[[float], None] = lambda latency: None
         self._last_activity: float | None = None
         """Monotonic time of the last step, command or sample; ``None`` keeps the watchdog
@@ -140,9 +149,11 @@ class ControlLoop:
 
         :return: whether it tripped now (the caller abandons a pending reset).
         """
+        now = time.monotonic()
+        gap = now - self._last_check if self._last_check is not None else 0.0
+        self._last_check = now
         if self.stopping or self.tripped or self._last_activity is None:
             return False
-        now = time.monotonic()
         if self.timed:
             silent = self.samples.stale(now)
         elif now - self._last_activity > self.state_timeout:
@@ -155,13 +166,21 @@ class ControlLoop:
         if not silent:
             return False
         self.tripped, self.silent_sources = True, silent
+        self.trip_silence = (self.samples.freshness.silence(silent, now) if self.timed
+                             else now - self._last_activity)
+        self.trip_check_gap = gap
         self.reset_pending = False
         self.control.interrupt()
         # Nothing kept from before the silence acts later: only newer samples count.
         self.samples.use()
         self.counts['watchdog_trips'] += 1
         self._publish(self.control.safe())
-        self.actions.problem(f'no valid sample from {", ".join(silent)} for '
-                             f'{self.state_timeout:g} s: sent the safe command; acting stops '
-                             'until every source is back')
+        starved = (f'; the watchdog ran {gap:.2f} s after its previous check, so this node '
+                   'was starved (CPU, or a blocked callback)'
+                   if gap > self.state_timeout / 2 else '')
+        silence = (f'for {self.trip_silence:.2f} s' if math.isfinite(self.trip_silence)
+                   else 'yet')
+        self.actions.problem(f'no valid sample from {", ".join(silent)} {silence} '
+                             f'(state_timeout {self.state_timeout:g} s): sent the safe command; '
+                             f'acting stops until every source is back{starved}')
         return True

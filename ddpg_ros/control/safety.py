@@ -122,6 +122,11 @@ class SourceFreshness:
         return [name for name in self.required
                 if now - self._arrived.get(name, -float('inf')) > self.timeout]
 
+    def silence(self, names: Sequence[str], now: float) -> float:
+        """Return the seconds since the newest valid sample of any of ``names`` (inf: none)."""
+        return now - max((self._arrived.get(name, -float('inf')) for name in names),
+                         default=-float('inf'))
+
     def last_arrival(self) -> float | None:
         """Return the monotonic time of the newest valid sample of any source, if any."""
         return max(self._arrived.values()) if self._arrived else None

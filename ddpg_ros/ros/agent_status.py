@@ -107,8 +107,9 @@ class AgentStatus:
             kinds = {source.name: source.kind.replace('_', ' ') for source in agent.task.sources}
             silent = ', '.join(f'{kinds.get(name, name)} ({name})'
                                for name in agent.loop.silent_sources)
-            warnings.append(f'no valid {silent} for {agent.settings.state_timeout:g} s: '
-                            'safe command sent, not acting')
+            warnings.append(f'no valid {silent} within state_timeout '
+                            f'({agent.settings.state_timeout:g} s): safe command sent, '
+                            'not acting')
         warnings += [f'{fresh[key]} {text}' for key, text in WARNINGS if fresh[key]]
         saturation = getattr(agent.policy, 'saturation', None)
         if saturation is not None and saturation.saturated:
@@ -133,6 +134,10 @@ class AgentStatus:
             **agent.latency.values(),
             'acting': str(not agent.loop.tripped and not agent.loop.stopping),
             'stale_sources': ', '.join(agent.loop.silent_sources) if agent.loop.tripped else '',
+            # The last trip as the agent timed it: how long its sources had been silent, and
+            # how long since the watchdog's previous check (over its period: the node starved).
+            'trip_silence_s': _seconds(agent.loop.trip_silence),
+            'trip_check_gap_s': _seconds(agent.loop.trip_check_gap),
             'exploration': str(control.explore),
             'device': str(agent.policy.agent.device),
             'command_interface': agent.commands.interface,
@@ -183,3 +188,8 @@ def ready_line(agent: AgentView) -> str:
             f'{agent.policy.agent.device}'
             + (f', resumed at step {resumed}' if settings.load_checkpoint
                and agent.policy.training else ''))
+
+
+def _seconds(value: float | None) -> str:
+    """Format a duration for ``/diagnostics``: '' when there is none yet."""
+    return '' if value is None else f'{value:.3f}'
