@@ -24,7 +24,8 @@ def save_report(json_path: Path, result: dict, table: str) -> None:
 
 
 def replace_run(path: Path, run: dict, key: Callable[[dict], tuple],
-                load: Callable[[Path], dict]) -> None:
+                load: Callable[[Path], dict],
+                replaces: Callable[[dict, dict], bool] = lambda new, old: True) -> None:
     """
     Add ``run`` to the results file at ``path``, replacing the run with the same ``key``.
 
@@ -34,11 +35,15 @@ def replace_run(path: Path, run: dict, key: Callable[[dict], tuple],
 
     :param key: a run's identity, also the order of the runs in the file.
     :param load: reads the file (an empty results dict when there is none).
+    :param replaces: whether ``run`` should replace the recorded run with its key (new, old);
+        when not, the file is left as it is.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + '.lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = load(path)
+        if any(key(r) == key(run) and not replaces(run, r) for r in results['runs']):
+            return
         results['runs'] = sorted([r for r in results['runs'] if key(r) != key(run)] + [run],
                                  key=key)
         tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')

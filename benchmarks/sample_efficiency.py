@@ -157,9 +157,21 @@ def run_key(run: dict) -> tuple:
     return run['env'], run['variant'], run['steps'], run['seed']
 
 
+def gets_further(new: dict, old: dict) -> bool:
+    """
+    Whether run ``new`` should replace ``old``, a record of the same run.
+
+    A finished run (exit 0) always does. A stopped one never hides a finished run, nor a
+    stopped one that had evaluated more of its curve: a rerun stopped early loses nothing.
+    """
+    if new['returncode'] == 0:
+        return True
+    return old['returncode'] != 0 and len(new['curve']) >= len(old['curve'])
+
+
 def save_result(path: Path, run: dict) -> None:
     """Add (or replace) one run; other drivers on the same file wait their turn."""
-    replace_run(path, run, run_key, load_results)
+    replace_run(path, run, run_key, load_results, gets_further)
 
 
 class RunHeld(RuntimeError):

@@ -1,8 +1,9 @@
 """
-The benchmark driver's hold on a run directory.
+The benchmark driver's hold on a run directory, and what it records.
 
-The kernel releases it, however the driver ends, and a second driver skips a held run and
-goes on with the rest; a run that was stopped is run again when asked for.
+The kernel releases the hold, however the driver ends, and a second driver skips a held run
+and goes on with the rest; a run that was stopped is run again when asked for, and its
+record never replaces one that got further.
 """
 
 import importlib.util
@@ -29,10 +30,15 @@ with own_run_directory(Path(sys.argv[1])):
 
 
 @pytest.fixture(scope='module')
-def own_run_directory():
+def driver():
     spec = importlib.util.spec_from_file_location('sample_efficiency', DRIVER)
-    driver = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(driver)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def own_run_directory(driver):
     return driver.own_run_directory
 
 
@@ -125,3 +131,30 @@ def test_a_stopped_run_is_run_again_and_a_finished_one_is_not(tmp_path) -> None:
     assert runs[0]['curve'] == [[100, -1.0]]  # untouched
     assert runs[1]['returncode'] == 0 and runs[1]['curve'][-1][0] == 300, runs[1]
     assert not (out / 'InvertedPendulum-v5-ddpg-300-seed0').exists()
+
+
+def test_a_stopped_run_never_replaces_a_record_that_got_further(tmp_path, driver) -> None:
+    results = tmp_path / 'results.json'
+
+    def save(returncode: int, evaluations: int, commit: str = 'a') -> None:
+        driver.save_result(results, {
+            'env': 'Walker2d-v5', 'variant': 'crossq', 'steps': 100_000, 'seed': 1,
+            'returncode': returncode, 'commit': commit,
+            'curve': [[10_000 * (i + 1), float(i)] for i in range(evaluations)]})
+
+    def recorded() -> tuple[int, int, str]:
+        [run] = json.loads(results.read_text())['runs']
+        return run['returncode'], len(run['curve']), run['commit']
+
+    save(-15, 4)
+    assert recorded() == (-15, 4, 'a')
+    save(-15, 1)  # a rerun stopped sooner
+    assert recorded() == (-15, 4, 'a')
+    save(-15, 6)  # one stopped later
+    assert recorded() == (-15, 6, 'a')
+    save(0, 10)
+    assert recorded() == (0, 10, 'a')
+    save(-9, 10, 'b')  # a forced rerun, stopped: the finished run stays
+    assert recorded() == (0, 10, 'a')
+    save(0, 10, 'b')  # a finished rerun replaces a finished run
+    assert recorded() == (0, 10, 'b')
