@@ -562,7 +562,8 @@ def test_a_hold_never_delays_a_robot_on_a_timer(actors) -> None:
     assert a.wait(lambda: a.remote.agent.version == 1)
     started = time.monotonic()
     a.remote.act(np.zeros(4), True, 0)
-    assert time.monotonic() - started < 0.1
+    # The hold is never released: a robot that waited would wait max_update_wait (5 s).
+    assert a.remote.last_wait == 0.0 and time.monotonic() - started < 2.5
 
 
 def test_the_control_step_sends_the_safe_command_and_stores_nothing_without_a_policy(

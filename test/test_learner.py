@@ -238,7 +238,7 @@ def test_stops_cleanly_while_waiting_and_while_updating() -> None:
     idle.start()
     started = time.monotonic()
     assert idle.stop(timeout=5.0)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # woken, not joined at the timeout
     busy = BackgroundLearner(make_agent(), bandit_buffer(), batch_size=16)
     busy.start()
     assert wait_for(lambda: busy.updates > 5)
