@@ -73,7 +73,7 @@ def fuzz_message(rng: np.random.Generator, stamp_ns: int) -> tuple[JointState, b
 
 def assert_tripped_on_time(agent: DDPGAgentNode, timeout: float) -> None:
     """
-    The watchdog tripped at its first check past ``timeout``, timed on the agent's clock.
+    Assert that the watchdog tripped at its first check past ``timeout``, on the agent's clock.
 
     The gap since the check before is the most it can be late by: a machine that stalls this
     process stalls the watchdog with it, and the agent says so rather than the test guessing.
