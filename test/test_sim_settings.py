@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ddpg_ros.sim.settings import SimReport, SimSettings, SimStats, pacing
+from ddpg_ros.sim.settings import SimReport, SimSettings, SimStats, TickLedger, pacing
 
 
 def test_defaults_keep_one_state_per_control_period_at_wall_speed() -> None:
@@ -94,3 +94,30 @@ def test_report_says_when_lockstep_waits() -> None:
     report = SimReport(settings, 0.04, 'effort', pacing(settings, 0.02, 2), now=0.0)
     assert report(SimStats(steps=3), 120_000_000, False, now=1.0)[1] == 'running'
     assert report(SimStats(steps=3), 120_000_000, False, now=2.0)[1] == 'waiting for commands'
+
+
+def test_tick_ledger_counts_the_periods_a_late_timer_skipped() -> None:
+    # A 40-ms timer started at 100.0 s whose callbacks run a little after their time, as
+    # rcl's do; the node came up late, so the first tick is period 5: nothing skipped yet.
+    ledger = TickLedger(0.04, origin=100.0)
+    assert ledger.tick(100.0 + 5 * 0.04 + 0.003) == 0
+    assert ledger.tick(100.0 + 6 * 0.04 + 0.001) == 0
+    assert ledger.tick(100.0 + 7 * 0.04 + 0.039) == 0  # late within its period
+    # Starved for 0.3 s: rcl fires once, at period 15, and skips 8 through 14.
+    assert ledger.tick(100.0 + 15 * 0.04 + 0.002) == 7
+    assert ledger.tick(100.0 + 16 * 0.04 + 0.001) == 0
+    assert ledger.skipped == 7
+    # Made plus skipped is every period from the first tick on: 5 made, 7 skipped, 5..16.
+    assert 5 + ledger.skipped == 16 - 5 + 1
+
+
+def test_report_warns_when_the_realtime_sim_fell_behind() -> None:
+    settings = SimSettings(mode='realtime')
+    report = SimReport(settings, 0.04, 'effort', pacing(settings, 0.02, 2), now=0.0)
+    warn, message, values = report(SimStats(steps=20, ticks_skipped=5), 800_000_000, True,
+                                   now=1.0)
+    assert warn and message == 'behind the wall clock: skipped 5 tick(s), the node ran late'
+    assert values['ticks_skipped'] == '5'
+    # Only the ticks skipped since the last report make it warn.
+    assert report(SimStats(steps=45, ticks_skipped=5), 1_800_000_000, True, now=2.0)[:2] == (
+        False, 'running')

@@ -48,7 +48,7 @@ from ddpg_ros.ros.conversions import rgb_image
 from ddpg_ros.ros.interfaces import COMMAND_TOPICS
 from ddpg_ros.ros.qos import COMMAND_QOS, DIAGNOSTICS_QOS, IMAGE_QOS
 from ddpg_ros.ros.sim_publishers import StatePublishers
-from ddpg_ros.sim.settings import SimReport, SimSettings, SimStats, pacing
+from ddpg_ros.sim.settings import SimReport, SimSettings, SimStats, TickLedger, pacing
 
 NODE_NAME = 'mujoco_sim'
 REPUBLISH_PERIOD = 0.5
@@ -124,6 +124,8 @@ class MujocoSimNode(Node):
             self.create_timer(REPUBLISH_PERIOD / 5, self._on_republish_timer,
                               clock=_steady_clock())
         else:
+            # rclpy's steady clock is time.monotonic's.
+            self._ledger = TickLedger(self._pacing.wall_period, time.monotonic())
             self.create_timer(self._pacing.wall_period, self._on_tick, clock=_steady_clock())
         self.create_timer(DIAGNOSTICS_PERIOD, self._on_diagnostics_timer, clock=_steady_clock())
         self._render_loop = self._start_render_loop()
@@ -174,6 +176,7 @@ class MujocoSimNode(Node):
         return ''
 
     def _on_tick(self) -> None:
+        self._stats.ticks_skipped += self._ledger.tick(time.monotonic())
         if self._holding_command and (
                 self._sim_time_ns - self._command_ns > self._timeout_ns):
             self._holding_command = False

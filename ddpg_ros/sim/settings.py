@@ -14,7 +14,8 @@ every state topic with one stamp; a command that arrives between ticks acts from
 one, so an agent on a control-rate timer drives the robot at the control rate while it
 reads states at the state rate. Ticks come every ``tick / real_time_factor`` wall seconds;
 a machine that cannot keep up runs slower than asked (``/diagnostics`` reports the
-measured factor), never in bursts.
+measured factor), never in bursts: a tick the node is too late for is skipped, not made up
+(:class:`TickLedger` counts them).
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ class SimStats:
     commands_received: int = 0
     commands_rejected: int = 0
     command_timeouts: int = 0
+    ticks_skipped: int = 0
+    """Realtime: ticks the wall clock asked for that the node came too late to make."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,42 @@ def pacing(settings: SimSettings, timestep: float, frame_skip: int) -> Pacing:
                   wall_period=tick_ns * 1e-9 / settings.real_time_factor)
 
 
+class TickLedger:
+    """
+    Counts the ticks a wall-clock timer came too late to make.
+
+    rcl's timers keep their phase: a callback that runs ``n`` periods late fires once, and the
+    ``n`` periods it missed are skipped. A node starved that long (a busy CPU, a blocked
+    callback, a tick slower than its period) publishes ``n`` fewer states, and its sim time
+    falls ``n`` ticks behind the wall clock for good. From the first tick on, ticks made plus
+    ticks skipped is the number of periods gone by; the periods before it (the node starting)
+    are not counted.
+
+    :param period: the timer's period, wall seconds.
+    :param origin: wall seconds (monotonic) when the timer started.
+    """
+
+    def __init__(self, period: float, origin: float) -> None:
+        self._period = period
+        self._origin = origin
+        self._counted: int | None = None  # periods made or skipped, from the first tick on
+        self.skipped = 0
+        """Ticks skipped so far."""
+
+    def tick(self, now: float) -> int:
+        """Count one tick made at ``now`` (monotonic seconds); return the ticks it skipped."""
+        # The tick running now is due at the last whole period since the origin: a callback
+        # never runs before its time.
+        due = math.floor((now - self._origin) / self._period)
+        if self._counted is None:
+            self._counted = due
+            return 0
+        skipped = max(0, due - self._counted - 1)
+        self._counted += 1 + skipped
+        self.skipped += skipped
+        return skipped
+
+
 class SimReport:
     """
     The summary ``/diagnostics`` carries: counts, rates since the last report, a verdict.
@@ -188,8 +227,12 @@ class SimReport:
         elapsed = max(now - last_time, 1e-9)
         rejected = stats.commands_rejected - last.commands_rejected
         warn, message = False, 'running'
+        skipped = stats.ticks_skipped - last.ticks_skipped
         if rejected:
             warn, message = True, f'rejected {rejected} bad command(s)'
+        elif skipped:
+            warn, message = True, (f'behind the wall clock: skipped {skipped} tick(s), the node '
+                                   'ran late')
         elif self._settings.mode == 'realtime' and not holding_command:
             message = 'no recent command: applying zero'
         elif self._settings.mode == 'lockstep' and stats.steps == last.steps:
@@ -204,4 +247,4 @@ class SimReport:
         }
 
 
-__all__ = ['MODES', 'Pacing', 'SimReport', 'SimSettings', 'SimStats', 'pacing']
+__all__ = ['MODES', 'Pacing', 'SimReport', 'SimSettings', 'SimStats', 'TickLedger', 'pacing']
