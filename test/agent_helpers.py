@@ -36,6 +36,17 @@ SMALL_LEARNER = {'hidden_sizes': [32, 32], 'batch_size': 32, 'buffer_size': 10_0
 """Hyper-parameters that make a learner start and run fast; no claim to learn anything."""
 
 
+def assert_tripped_on_time(agent: DDPGAgentNode, timeout: float) -> None:
+    """
+    Assert that the watchdog tripped at its first check past ``timeout``, on the agent's clock.
+
+    The gap since the check before is the most it can be late by: a machine that stalls this
+    process stalls the watchdog with it, and the agent says so rather than the test guessing.
+    """
+    silence, gap = agent.loop.trip_silence, agent.loop.trip_check_gap
+    assert silence is not None and timeout < silence <= timeout + gap + 1e-3, (silence, gap)
+
+
 def start_agent(ros: RosTestNode, tmp_path: Path, **params: Any) -> DDPGAgentNode:
     """Create a ``ddpg_agent`` node in the test's context and add it to its executor."""
     params.setdefault('checkpoint_dir', str(tmp_path / 'checkpoints'))

@@ -79,12 +79,12 @@ def test_commands_at_the_control_rate_from_a_five_times_faster_state_stream(
         assert np.median(spacing) == pytest.approx(0.05, abs=1e-9)
         on_time = np.mean(np.abs(spacing - 0.05) <= 0.0101)
         assert on_time >= 0.9, spacing.tolist()
-        # Never faster than the control rate; slower only by the periods rcl skips when this
-        # process comes late on a loaded machine, which on_time already bounds.
-        rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-        assert 0.9 * 20.0 <= rate <= 1.01 * 20.0, rate
-        state_stamps = np.array([s for s in states if stamps[0] <= s <= stamps[-1]])
+        # Never faster than the control rate. Slower only by the periods rcl skips when this
+        # process comes late on a loaded machine: a stall is one long spacing, which on_time
+        # bounds as a count, not by how long it lasted.
         periods = (stamps[-1] - stamps[0]) / 0.05
+        assert len(stamps) - 1 <= 1.01 * periods, (len(stamps), periods)
+        state_stamps = np.array([s for s in states if stamps[0] <= s <= stamps[-1]])
         assert len(state_stamps) / periods == pytest.approx(5.0, rel=0.1)
         # Every step one period after the one before is stored; one that a late tick made
         # longer (or of no time) is acted on and counted, never stored.

@@ -19,12 +19,12 @@ from ddpg_ros.core.checkpoint import CheckpointError, PolicySpec, save_checkpoin
 from ddpg_ros.core.config import DDPGConfig
 from ddpg_ros.core.ddpg import DDPG
 from ddpg_ros.sim.envs import spec_for_task
-from ddpg_ros.ros.ddpg_agent_node import DDPGAgentNode
 from ddpg_ros.ros.qos import STATE_QOS
 from ddpg_ros.tasks import make_task
 
 from agent_helpers import (REPLY_TIMEOUT, SMALL_LEARNER, START_TIMEOUT, AgentListener,
-                           agent_command, joint_state, start_agent, stop_agent)
+                           agent_command, assert_tripped_on_time, joint_state, start_agent,
+                           stop_agent)
 from conftest import ProcessGroup, RosTestNode, node_command
 
 pytestmark = pytest.mark.ros
@@ -69,17 +69,6 @@ def fuzz_message(rng: np.random.Generator, stamp_ns: int) -> tuple[JointState, b
     elif kind == 'missing':
         names[names.index(rng.choice(['slider', 'hinge']))] = 'elbow'
     return joint_state(names, position, velocity, effort, stamp_ns), valid
-
-
-def assert_tripped_on_time(agent: DDPGAgentNode, timeout: float) -> None:
-    """
-    Assert that the watchdog tripped at its first check past ``timeout``, on the agent's clock.
-
-    The gap since the check before is the most it can be late by: a machine that stalls this
-    process stalls the watchdog with it, and the agent says so rather than the test guessing.
-    """
-    silence, gap = agent.loop.trip_silence, agent.loop.trip_check_gap
-    assert silence is not None and timeout < silence <= timeout + gap + 1e-3, (silence, gap)
 
 
 def test_fuzzed_joint_states_never_reach_a_command_or_the_buffer(
