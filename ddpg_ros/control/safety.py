@@ -111,10 +111,6 @@ class SourceFreshness:
         """Record a valid sample of source ``name`` at monotonic time ``now``."""
         self._arrived[name] = now
 
-    def forget(self) -> None:
-        """Forget every arrival: nothing counts as fresh until it arrives again."""
-        self._arrived.clear()
-
     def stale(self, now: float) -> list[str]:
         """Return the required sources with no valid sample within ``timeout`` of ``now``."""
         if self.timeout <= 0.0:
