@@ -25,6 +25,10 @@ Adam lr 1e-3, float32 on the CPU, one torch thread, and samples from the same fi
       python benchmarks/update_cost.py --learners crossq crossq_c512 crossq_c1024 \
           crossq_c2048 --block 20 --blocks 5 --out benchmarks/results/update_cost_width.json
 
+* each of those with ``_bf16`` (``crossq_bf16``, ``crossq_c512_bf16``, ...): the same under
+  ``precision: bfloat16``, whose matrix products run on a CPU's bfloat16 units (AMX on a
+  Sapphire Rapids Xeon) and are emulated, slowly, elsewhere.
+
 Blocks of ``--block`` updates of every learner in turn, ``--blocks`` rounds, order rotating;
 rates from CPU time (``time.process_time``, one thread: it barely moves when other
 processes share the cores) and wall time; medians. The cost of a robot step at an
@@ -65,7 +69,10 @@ VARIANTS: dict[str, dict] = {
 }
 WIDE: dict[str, dict] = {f'crossq_c{width}': dict(CROSSQ, critic_hidden_sizes=(width, width))
                          for width in (512, 1024, 2048)}
-"""Run only when named: a 2,048-wide update takes seconds of CPU per block."""
+WIDE.update({f'{name}_bf16': dict(learner, precision='bfloat16')
+             for name, learner in [('crossq', CROSSQ), *WIDE.items()]})
+"""Run only when named: a 2,048-wide update takes seconds of CPU per block. ``_bf16``: the
+same with ``precision: bfloat16``, for CPUs with bfloat16 units (AMX, ``avx512_bf16``)."""
 LEARNERS = {**VARIANTS, **WIDE}
 """Every learner of ours by name."""
 RATIOS = (1, 5, 20)
