@@ -73,6 +73,19 @@ def test_the_locomotion_presets_are_crossq_critics_with_the_pre_activation_penal
         'pre_activation_penalty': 0.01}
 
 
+@pytest.mark.parametrize('env_id, n_step, critic_widths', [
+    ('HalfCheetah-v5', 1, (256, 256)), ('Hopper-v5', 1, (256, 256)),
+    ('Walker2d-v5', 3, (512, 512))])
+def test_walker2d_alone_adds_3_step_returns_and_wider_critics_to_the_same_actor(
+        env_id: str, n_step: int, critic_widths: tuple[int, ...]) -> None:
+    # RESULTS.md sections 8g and 8n: Walker2d-v5 kept its walk with 3-step returns and reached
+    # 3,743 at 100k steps with 512-wide critics, where 256-wide ones gave 3,184. The policy a
+    # robot runs is the same 256-256 actor in every preset.
+    config = DDPGConfig(**preset_for(env_id))
+    assert (config.n_step, config.critic_widths, config.hidden_sizes) == (
+        n_step, critic_widths, (256, 256))
+
+
 def test_preset_ddpg_is_the_envs_plain_ddpg_with_every_extension_off() -> None:
     from ddpg_ros.core.presets import PLAIN_DDPG, preset_name
 
