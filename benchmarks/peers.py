@@ -1,5 +1,5 @@
 r"""
-Learning peers at ``sample_efficiency.py``'s budget: Stable-Baselines3's TD3 and sbx's CrossQ.
+Learning peers at ``sample_efficiency.py``'s budget: SB3's DDPG and TD3, sbx's CrossQ.
 
 Each run trains one peer on one env and seed for ``--steps`` environment steps and evaluates
 it as ``ddpg-train`` does (every ``--eval-every`` steps, ``--eval-episodes`` noise-free
@@ -10,6 +10,8 @@ file as ``sample_efficiency.py``'s runs, under the peer's name as the variant, s
 Peers (benchmark-only dependencies: ``pip install -r benchmarks/requirements-peers.txt``,
 best in a venv of its own):
 
+* ``sb3_ddpg``: SB3 DDPG as ``learning_quality.py`` runs it (lr 1e-3, 256-256, batch 256,
+  Gaussian noise 0.1, buffer = the whole run, 10,000 random steps): our ``--preset ddpg``;
 * ``sb3_td3``: SB3 TD3 with rl-baselines3-zoo's MuJoCo settings (lr 1e-3, 256-256, Gaussian
   noise 0.1), 10,000 random steps as our HalfCheetah preset;
 * ``sbx_crossq_256``: sbx's CrossQ (Bhatt et al. 2024: stochastic actor, entropy tuning,
@@ -46,20 +48,24 @@ from sample_efficiency import DEFAULT_RESULTS, PEERS, _commit, _now, save_result
 LEARNING_STARTS = 10_000
 
 
-def make_model(peer: str, env, seed: int):
+def make_model(peer: str, env, seed: int, total_steps: int):
     """Return the peer's model, untrained."""
     from stable_baselines3.common.noise import NormalActionNoise
 
-    if peer == 'sb3_td3':
+    if peer in ('sb3_ddpg', 'sb3_td3'):
         import torch
-        from stable_baselines3 import TD3
+        from stable_baselines3 import DDPG, TD3
 
         torch.set_num_threads(1)
         half = (env.action_space.high - env.action_space.low) / 2.0
         noise = NormalActionNoise(mean=np.zeros_like(half), sigma=0.1 * half)
-        return TD3('MlpPolicy', env, learning_rate=1e-3, learning_starts=LEARNING_STARTS,
-                   batch_size=256, action_noise=noise, policy_kwargs={'net_arch': [256, 256]},
-                   seed=seed, device='cpu', verbose=0)
+        common = {'learning_rate': 1e-3, 'learning_starts': LEARNING_STARTS, 'batch_size': 256,
+                  'action_noise': noise, 'policy_kwargs': {'net_arch': [256, 256]},
+                  'seed': seed, 'device': 'cpu', 'verbose': 0}
+        if peer == 'sb3_td3':
+            return TD3('MlpPolicy', env, **common)
+        return DDPG('MlpPolicy', env, buffer_size=total_steps, tau=0.005, gamma=0.99,
+                    train_freq=1, gradient_steps=1, **common)
     from sbx import CrossQ
 
     kwargs = {'net_arch': {'pi': [256, 256], 'qf': [256, 256]}} if peer == 'sbx_crossq_256' \
@@ -74,7 +80,7 @@ def one_run(args: argparse.Namespace, peer: str, seed: int) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
 
     env, eval_env = gym.make(args.env), gym.make(args.env)
-    model = make_model(peer, env, seed)
+    model = make_model(peer, env, seed, args.steps)
     curve: list[list[float]] = []
     start = time.perf_counter()
 

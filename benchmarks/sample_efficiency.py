@@ -139,7 +139,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
-PEERS = ('sb3_td3', 'sbx_crossq_256', 'sbx_crossq')
+PEERS = ('sb3_ddpg', 'sb3_td3', 'sbx_crossq_256', 'sbx_crossq')
 """Other libraries' learners, run by ``peers.py`` into the same results (to summarize only)."""
 
 
