@@ -212,21 +212,30 @@ def feed_until_version(fleet: Fleet, version: int, timeout: float = 60.0) -> int
 
 
 @pytest.mark.distro
-def test_a_late_actor_gets_the_current_policy_within_a_second(
+def test_a_late_actor_gets_the_current_policy_from_the_topics_history(
         ros_processes: ProcessGroup, fleet: Fleet, ros_domain_id: int, tmp_path: Path) -> None:
-    learner = start_learner(ros_processes, tmp_path / 'learner')
+    # No heartbeat within the test (policy_period 600 s): a policy that reaches the late actor
+    # was kept for it by the learner's writer (transient local), not published again.
+    learner = start_learner(ros_processes, tmp_path / 'learner', policy_period=600.0)
     assert fleet.wait(lambda: fleet.version >= 1), learner.output()
     assert fleet.policies[0][1].warmup
     feed_until_version(fleet, 6)
-    # The learner may still work off the updates the last batches granted and publish newer
-    # versions: the late actor must have this one or a newer one.
+
+    # The learner works off the updates the last batches granted, and publishes the last
+    # snapshot: two statuses in a row with no backlog and the newest version received.
+    def settled() -> bool:
+        status = fleet.status('learner') or {}
+        return status.get('backlog') == '0' and status.get('hold') == 'False' and \
+            status.get('policy_version') == str(fleet.version)
+
+    for _ in range(2):
+        statuses = len(fleet.diagnostics)
+        assert fleet.wait(lambda: len(fleet.diagnostics) > statuses and settled(), 30.0), \
+            fleet.status('learner')
     current = fleet.version
 
     late = OwnParticipant(ros_domain_id, tmp_path)
     try:
-        # DDS discovery of a new participant is the network's part (here 0.1-3 s: Fast DDS
-        # re-announces every 3 s if the first announcements are missed); from the moment the
-        # learner's writer is known, the policy must be in hand within a second.
         node, discovered = late.node, None
         deadline = late.created + START_TIMEOUT
         while node.policy.agent.version < current and time.monotonic() < deadline:
@@ -234,12 +243,15 @@ def test_a_late_actor_gets_the_current_policy_within_a_second(
                 discovered = time.monotonic()
             time.sleep(0.005)
         acting = time.monotonic()
-        assert node.policy.agent.version >= current
+        assert node.policy.agent.version == current, (node.policy.agent.version, current)
+        assert node.policy.run_id == fleet.run_id
+        # That version reached the test before the late participant existed, and was not
+        # published again since.
+        arrivals = [t for t, header in fleet.policies if header.version == current]
+        assert arrivals and max(arrivals) < late.started, (arrivals, late.started)
         discovered = acting if discovered is None else discovered
         print(f'late actor: policy version {current} {acting - late.created:.3f} s after the '
               f'node existed, {acting - discovered:.3f} s after it discovered the learner')
-        assert acting - discovered < 1.0
-        assert node.policy.run_id == fleet.run_id
     finally:
         late.close()
 
