@@ -6,7 +6,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import fields
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium
 import numpy as np
@@ -67,8 +67,8 @@ class Pace(NamedTuple):
     """Ticks skipped, the sim having run late."""
     seconds: float
     """Wall seconds between the reports, on the sim's clock."""
-    first: dict[str, str]
-    last: dict[str, str]
+    first: dict[str, Any]
+    last: dict[str, Any]
 
 
 class SimClient:
@@ -127,21 +127,18 @@ class SimClient:
         assert self.ros.spin_until(future.done, REPLY_TIMEOUT), 'reset service did not answer'
         return future.result()
 
-    def latest_status(self) -> dict[str, str]:
+    def latest_status(self) -> dict[str, Any]:
         """Return the key/values of the newest mujoco_sim diagnostics status ({} if none yet)."""
         statuses = self.statuses()
         return statuses[-1] if statuses else {}
 
-    def statuses(self) -> list[dict[str, str]]:
-        """Every mujoco_sim diagnostics status so far: level, message and key/values."""
+    def statuses(self) -> list[dict[str, Any]]:
+        """
+        Every mujoco_sim diagnostics status so far: its key/values, ``level``, ``message`` and
+        ``stamp_ns`` (the sim's clock).
+        """
         return [{'level': int.from_bytes(status.level, 'little'), 'message': status.message,
-                 **{kv.key: kv.value for kv in status.values}}
-                for array in self.diagnostics for status in array.status
-                if status.name.endswith('simulation')]
-
-    def _reports(self) -> list[tuple[int, dict[str, str]]]:
-        """Every mujoco_sim report so far: its stamp (ns, the sim's clock) and key/values."""
-        return [(stamp_ns(array), {kv.key: kv.value for kv in status.values})
+                 'stamp_ns': stamp_ns(array), **{kv.key: kv.value for kv in status.values}}
                 for array in self.diagnostics for status in array.status
                 if status.name.endswith('simulation')]
 
@@ -155,16 +152,17 @@ class SimClient:
         read on the sim's clock, so a stall of the test's process cannot fail it.
         ``meanwhile`` runs just after the first report.
         """
-        count = len(self._reports())
-        assert self.ros.spin_until(lambda: len(self._reports()) > count, START_TIMEOUT)
-        first_ns, first = self._reports()[count]
+        count = len(self.statuses())
+        assert self.ros.spin_until(lambda: len(self.statuses()) > count, START_TIMEOUT)
+        first = self.statuses()[count]
         if meanwhile is not None:
             meanwhile()
         assert self.ros.spin_until(
-            lambda: self._reports()[-1][0] - first_ns >= span * 1e9, START_TIMEOUT)
-        last_ns, last = self._reports()[-1]
+            lambda: self.statuses()[-1]['stamp_ns'] - first['stamp_ns'] >= span * 1e9,
+            START_TIMEOUT)
+        last = self.statuses()[-1]
         pace = Pace(*(int(last[key]) - int(first[key]) for key in ('steps', 'ticks_skipped')),
-                    (last_ns - first_ns) * 1e-9, first, last)
+                    (last['stamp_ns'] - first['stamp_ns']) * 1e-9, first, last)
         periods = pace.seconds / wall_period
         # A tick either side of each report, as the two timers interleave.
         assert abs(pace.made + pace.skipped - periods) <= 2.0, (pace, periods)
