@@ -133,10 +133,7 @@ class SimClient:
         return statuses[-1] if statuses else {}
 
     def statuses(self) -> list[dict[str, Any]]:
-        """
-        Every mujoco_sim diagnostics status so far: its key/values, ``level``, ``message`` and
-        ``stamp_ns`` (the sim's clock).
-        """
+        """Every mujoco_sim status so far: key/values, level, message, stamp_ns (sim clock)."""
         return [{'level': int.from_bytes(status.level, 'little'), 'message': status.message,
                  'stamp_ns': stamp_ns(array), **{kv.key: kv.value for kv in status.values}}
                 for array in self.diagnostics for status in array.status
