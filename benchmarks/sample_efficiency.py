@@ -373,6 +373,46 @@ def final_returns(results: dict, env: str, steps: int, at: int | None = None) ->
     return '\n'.join(lines)
 
 
+PRESET_RUNS = {'HalfCheetah-v5': 'crossq_pa1e-2_alr1e-3', 'Hopper-v5': 'crossq_pa1e-2',
+               'Walker2d-v5': 'crossq_pa1e-2_n3_c512'}
+"""The variant whose flags give each env's default preset as presets.yaml holds it."""
+SIDE_BY_SIDE = (('the preset', None), ('`--preset ddpg`', 'ddpg'), ('SB3 DDPG', 'sb3_ddpg'),
+                ('SB3 TD3', 'sb3_td3'), ("sbx's CrossQ, 256 wide", 'sbx_crossq_256'))
+"""The columns of :func:`side_by_side`: a title and a variant (``None``: the env's preset)."""
+
+
+def side_by_side(results: dict, steps: int) -> str:
+    """
+    Markdown: per env of :data:`PRESET_RUNS`, the preset and the peers at ``steps``.
+
+    Each cell: the IQM [95 % CI] of the returns at ``steps`` over the seeds run, the seeds'
+    count, and the median wall time of a run in minutes.
+    """
+    lines = [f'| {steps:,} steps, IQM [95 % CI] (seeds; minutes a run) | '
+             + ' | '.join(title for title, _ in SIDE_BY_SIDE) + ' |',
+             '| --- |' + ' --- |' * len(SIDE_BY_SIDE)]
+    for env, preset in PRESET_RUNS.items():
+        by_variant: dict[str, list[dict]] = {}
+        for run in runs_at(results, env, steps, exact=True):
+            by_variant.setdefault(run['variant'], []).append(run)
+        cells = []
+        for _, variant in SIDE_BY_SIDE:
+            runs = by_variant.get(variant or preset, [])
+            if not runs:
+                cells.append('-')
+                continue
+            finals = [return_at(r, steps) for r in runs]
+            minutes = np.median([r['wall_time_s'] for r in runs]) / 60.0
+            if len(finals) >= 2:
+                iqm, low, high = iqm_interval(finals)
+                cells.append(f'{iqm:,.0f} [{low:,.0f}, {high:,.0f}] ({len(runs)}; '
+                             f'{minutes:.0f})')
+            else:
+                cells.append(f'{finals[0]:,.0f} (1; {minutes:.0f})')
+        lines.append(f'| {env} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def runs_at(results: dict, env: str, step: int, exact: bool = False) -> list[dict]:
     """
     Return the finished runs at ``env`` with an evaluation at ``step``, one per variant and seed.
@@ -506,6 +546,9 @@ def main() -> int:
         print(summarize(results, args.solved, args.stable))
         print()
         print(final_returns(results, args.env, args.steps, args.at))
+        if args.steps in (50_000, 100_000):
+            print()
+            print(side_by_side(results, args.steps))
         if args.plot is not None and args.at is not None:
             plot_widths(results, args.env, args.at, args.variants, args.plot)
         elif args.plot is not None:

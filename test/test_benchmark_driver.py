@@ -158,3 +158,24 @@ def test_a_stopped_run_never_replaces_a_record_that_got_further(tmp_path, driver
     assert recorded() == (0, 10, 'a')
     save(0, 10, 'b')  # a finished rerun replaces a finished run
     assert recorded() == (0, 10, 'b')
+
+
+def test_the_side_by_side_table_reads_each_envs_preset_and_the_peers(driver) -> None:
+    def run(env: str, variant: str, seed: int, final: float, steps: int = 100_000) -> dict:
+        return {'env': env, 'variant': variant, 'steps': steps, 'seed': seed, 'returncode': 0,
+                'wall_time_s': 600.0 * (seed + 1), 'curve': [[50_000, 1.0], [steps, final]]}
+
+    results = {'runs': [
+        run('Hopper-v5', 'crossq_pa1e-2', 0, 3000.0), run('Hopper-v5', 'crossq_pa1e-2', 1, 2000.0),
+        run('Hopper-v5', 'sb3_td3', 0, 400.0),
+        run('Hopper-v5', 'crossq_pa1e-2_n3', 0, 9999.0),        # not a column
+        run('Hopper-v5', 'sb3_ddpg', 0, 9999.0, steps=200_000),  # another budget
+        {**run('Hopper-v5', 'ddpg', 0, 9999.0), 'returncode': -15},  # stopped
+    ]}
+    table = driver.side_by_side(results, 100_000).splitlines()
+    assert len(table) == 2 + len(driver.PRESET_RUNS)
+    [hopper] = [line for line in table if line.startswith('| Hopper-v5 |')]
+    cells = [cell.strip() for cell in hopper.strip('|').split('|')][1:]
+    # Two seeds: their IQM (the mean of the middle half of two) and its bootstrap interval;
+    # minutes: the median wall time.
+    assert cells == ['2,500 [2,000, 3,000] (2; 15)', '-', '-', '400 (1; 10)', '-']
