@@ -381,6 +381,18 @@ SIDE_BY_SIDE = (('the preset', None), ('`--preset ddpg`', 'ddpg'), ('SB3 DDPG', 
 """The columns of :func:`side_by_side`: a title and a variant (``None``: the env's preset)."""
 
 
+def side_by_side_runs(results: dict, steps: int) -> dict[str, list[list[dict]]]:
+    """Per env of :data:`PRESET_RUNS`, the finished runs of ``steps`` of each column."""
+    found = {}
+    for env, preset in PRESET_RUNS.items():
+        by_variant: dict[str, list[dict]] = {}
+        for run in runs_at(results, env, steps, exact=True):
+            by_variant.setdefault(run['variant'], []).append(run)
+        found[env] = [sorted(by_variant.get(variant or preset, []), key=lambda r: r['seed'])
+                      for _, variant in SIDE_BY_SIDE]
+    return found
+
+
 def side_by_side(results: dict, steps: int) -> str:
     """
     Markdown: per env of :data:`PRESET_RUNS`, the preset and the peers at ``steps``.
@@ -391,13 +403,9 @@ def side_by_side(results: dict, steps: int) -> str:
     lines = [f'| {steps:,} steps, IQM [95 % CI] (seeds; minutes a run) | '
              + ' | '.join(title for title, _ in SIDE_BY_SIDE) + ' |',
              '| --- |' + ' --- |' * len(SIDE_BY_SIDE)]
-    for env, preset in PRESET_RUNS.items():
-        by_variant: dict[str, list[dict]] = {}
-        for run in runs_at(results, env, steps, exact=True):
-            by_variant.setdefault(run['variant'], []).append(run)
+    for env, columns in side_by_side_runs(results, steps).items():
         cells = []
-        for _, variant in SIDE_BY_SIDE:
-            runs = by_variant.get(variant or preset, [])
+        for runs in columns:
             if not runs:
                 cells.append('-')
                 continue
@@ -411,6 +419,39 @@ def side_by_side(results: dict, steps: int) -> str:
                 cells.append(f'{finals[0]:,.0f} (1; {minutes:.0f})')
         lines.append(f'| {env} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def plot_side_by_side(results: dict, steps: int, path: Path) -> None:
+    """One panel per env: each column's IQM and 95 % CI at ``steps``, and every seed."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    found = side_by_side_runs(results, steps)
+    fig, axes = plt.subplots(1, len(found), figsize=(4.2 * len(found), 4.2), dpi=110)
+    for ax, (env, columns) in zip(np.atleast_1d(axes), found.items()):
+        for i, runs in enumerate(columns):
+            if not runs:
+                continue
+            finals = [return_at(r, steps) for r in runs]
+            iqm, low, high = iqm_interval(finals) if len(finals) >= 2 else (finals[0],) * 3
+            ax.bar(i, iqm, color=f'C{i}', alpha=0.6)
+            ax.errorbar(i, iqm, yerr=[[iqm - low], [high - iqm]], color='black', capsize=4)
+            ax.scatter(np.full(len(finals), i) + np.linspace(-0.2, 0.2, len(finals)), finals,
+                       color='black', s=9, zorder=3)
+            ax.text(i, 0, f'{len(finals)}', ha='center', va='bottom', fontsize=7)
+        ax.set_xticks(range(len(SIDE_BY_SIDE)))
+        ax.set_xticklabels([title.replace('`', '').replace(', ', '\n')
+                            for title, _ in SIDE_BY_SIDE], fontsize=7, rotation=30)
+        ax.set_title(env)
+        ax.grid(axis='y', alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel(f'noise-free return at {steps:,} steps')
+    fig.suptitle('IQM with 95 % bootstrap CI (bars), each seed (dots), seeds per bar (base)',
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def runs_at(results: dict, env: str, step: int, exact: bool = False) -> list[dict]:
@@ -538,6 +579,9 @@ def main() -> int:
     parser.add_argument('--plot', type=Path,
                         help="with --summarize: draw --variants' curves at --env and --steps "
                              '(with --at: their returns at that step against critic width)')
+    parser.add_argument('--side-by-side-plot', type=Path,
+                        help="with --summarize: draw the side-by-side table's returns at "
+                             '--steps, one panel per env')
     parser.add_argument('--at', type=int,
                         help='with --summarize: returns at this step, from runs of any length')
     args = parser.parse_args()
@@ -549,6 +593,8 @@ def main() -> int:
         if args.steps in (50_000, 100_000):
             print()
             print(side_by_side(results, args.steps))
+        if args.side_by_side_plot is not None:
+            plot_side_by_side(results, args.steps, args.side_by_side_plot)
         if args.plot is not None and args.at is not None:
             plot_widths(results, args.env, args.at, args.variants, args.plot)
         elif args.plot is not None:
