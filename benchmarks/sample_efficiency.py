@@ -288,6 +288,8 @@ def iqm_interval(values: list[float], reps: int = 2000,
     """
     Interquartile mean and its 95 % percentile-bootstrap interval over the runs.
 
+    Of one run: its value, three times.
+
     rliable's definitions (Agarwal et al. 2021: the mean of the middle 50 %, the runs
     resampled with replacement), computed here with numpy alone: rliable 1.2's dependency
     ``arch`` does not import beside the pandas this environment holds.
@@ -361,9 +363,9 @@ def final_returns(results: dict, env: str, steps: int, at: int | None = None) ->
     for variant, runs in sorted(groups.items()):
         runs.sort(key=lambda r: r['seed'])
         finals = [return_at(r, read) for r in runs]
-        iqm, low, high = iqm_interval(finals) if len(finals) >= 2 else (finals[0],) * 3
+        iqm, low, high = iqm_interval(finals)
         bests = [max(value for step, value in r['curve'] if step <= read) for r in runs]
-        best_iqm = iqm_interval(bests)[0] if len(bests) >= 2 else bests[0]
+        best_iqm = iqm_interval(bests)[0]
         lines.append(f'| {variant} | {len(runs)} | '
                      + ', '.join(f'{f:,.0f}' for f in finals)
                      + f' | {iqm:,.0f} [{low:,.0f}, {high:,.0f}] | '
@@ -409,14 +411,10 @@ def side_by_side(results: dict, steps: int) -> str:
             if not runs:
                 cells.append('-')
                 continue
-            finals = [return_at(r, steps) for r in runs]
+            iqm, low, high = iqm_interval([return_at(r, steps) for r in runs])
             minutes = np.median([r['wall_time_s'] for r in runs]) / 60.0
-            if len(finals) >= 2:
-                iqm, low, high = iqm_interval(finals)
-                cells.append(f'{iqm:,.0f} [{low:,.0f}, {high:,.0f}] ({len(runs)}; '
-                             f'{minutes:.0f})')
-            else:
-                cells.append(f'{finals[0]:,.0f} (1; {minutes:.0f})')
+            interval = f' [{low:,.0f}, {high:,.0f}]' if len(runs) > 1 else ''
+            cells.append(f'{iqm:,.0f}{interval} ({len(runs)}; {minutes:.0f})')
         lines.append(f'| {env} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -434,7 +432,7 @@ def plot_side_by_side(results: dict, steps: int, path: Path) -> None:
             if not runs:
                 continue
             finals = [return_at(r, steps) for r in runs]
-            iqm, low, high = iqm_interval(finals) if len(finals) >= 2 else (finals[0],) * 3
+            iqm, low, high = iqm_interval(finals)
             ax.bar(i, iqm, color=f'C{i}', alpha=0.6)
             ax.errorbar(i, iqm, yerr=[[iqm - low], [high - iqm]], color='black', capsize=4)
             ax.scatter(np.full(len(finals), i) + np.linspace(-0.2, 0.2, len(finals)), finals,
