@@ -34,7 +34,7 @@ from ddpg_ros.core.checkpoint import Checkpoint, CheckpointError, load_checkpoin
 from ddpg_ros.sim.envs import make_env
 from ddpg_ros.cli.evaluation import evaluate
 
-from agent_helpers import REPLY_TIMEOUT, START_TIMEOUT, agent_command, ddpg_cli, \
+from agent_helpers import START_TIMEOUT, agent_command, call_service, ddpg_cli, \
     eval_mean_return
 from conftest import ProcessGroup, RosTestNode, TestProcess, node_command
 
@@ -94,10 +94,7 @@ def watch(agent: TestProcess, watcher: CheckpointWatcher, done, deadline: float)
 def request_checkpoint(ros: RosTestNode) -> Path:
     """Ask the running agent for a checkpoint through ``ddpg_agent/save_checkpoint``."""
     client = ros.node.create_client(Trigger, 'ddpg_agent/save_checkpoint')
-    assert ros.spin_until(client.service_is_ready, START_TIMEOUT), 'no save_checkpoint service'
-    future = client.call_async(Trigger.Request())
-    assert ros.spin_until(future.done, REPLY_TIMEOUT), 'save_checkpoint did not answer'
-    response = future.result()
+    response = call_service(ros, client, Trigger.Request())  # at rest: a repeat is the same
     assert response.success, response.message
     return Path(response.message)
 
